@@ -1,0 +1,17 @@
+"""The ``rs-sam`` command group: thin wrappers over the :mod:`rs_sam` API."""
+
+from __future__ import annotations
+
+import click
+
+from rs_sam import __version__
+from rs_sam.cli.weights import weights
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rs-sam")
+def cli() -> None:
+    """Segment Anything for remote sensing: change detection and segmentation of rasters."""
+
+
+cli.add_command(weights)
