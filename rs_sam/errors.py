@@ -53,3 +53,9 @@ class MissingDependencyError(RsSamError, ImportError):
 
 class ConfigError(RsSamError, ValueError):
     """A settings object or config file has unknown keys or invalid values."""
+
+
+class SampleDataNotFoundError(RsSamError, FileNotFoundError):
+    """A sample dataset is neither in RS_SAM_DATA_DIR, cached, nor downloadable."""
+
+    exit_code = 1
