@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from rs_sam import __version__
+from rs_sam.cli.detect_change import detect_change
+from rs_sam.cli.sample_data import sample_data
 from rs_sam.cli.weights import weights
 
 
@@ -14,4 +16,6 @@ def cli() -> None:
     """Segment Anything for remote sensing: change detection and segmentation of rasters."""
 
 
+cli.add_command(detect_change)
+cli.add_command(sample_data)
 cli.add_command(weights)

@@ -2,9 +2,126 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import NoReturn, ParamSpec, TypeVar
+
 import click
+
+from rs_sam.errors import RsSamError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _fail(err: RsSamError) -> NoReturn:
+    """Turn a library error into a one-line message and the error's exit code."""
+    exc = click.ClickException(str(err))
+    exc.exit_code = err.exit_code  # type: ignore[misc]  # per error, not per class
+    raise exc from err
+
+
+def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except RsSamError as err:
+            _fail(err)
+
+    return wrapper
+
+
+def _size(n_bytes: int | None) -> str:
+    if n_bytes is None:
+        return "?"
+    return f"{n_bytes / 2**20:,.1f} MiB"
 
 
 @click.group()
 def weights() -> None:
     """Manage the official model checkpoints."""
+
+
+@weights.command("list")
+@_one_line_errors
+def list_weights() -> None:
+    """List each encoder's official checkpoint and whether it is cached."""
+    from rs_sam.checkpoints import cached_checkpoint_path
+    from rs_sam.models.encoders import ENCODERS
+
+    rows = [("NAME", "FILE", "SIZE", "SHA256", "LICENCE", "CACHED")]
+    for spec in ENCODERS.values():
+        ckpt = spec.checkpoint
+        rows.append(
+            (
+                spec.name,
+                ckpt.filename,
+                _size(ckpt.size),
+                "published" if ckpt.sha256 else "unpublished",
+                spec.licence + (f" [{spec.extra}]" if spec.extra else ""),
+                "yes" if cached_checkpoint_path(spec).is_file() else "no",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    if any(spec.checkpoint.sha256 is None for spec in ENCODERS.values()):
+        click.echo("Files without a published sha256 are checked for size only.")
+    if any(spec.extra for spec in ENCODERS.values()):
+        click.echo("[fastsam]: needs pip install 'rs-sam[fastsam]' (ultralytics, AGPL-3.0).")
+
+
+@weights.command("fetch")
+@click.argument("name")
+@_one_line_errors
+def fetch(name: str) -> None:
+    """Download (or find in the cache) the official checkpoint of encoder NAME."""
+    from rs_sam.checkpoints import resolve_checkpoint
+    from rs_sam.models.encoders import get_encoder
+
+    click.echo(str(resolve_checkpoint(get_encoder(name))))
+
+
+@weights.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--encoder",
+    "encoder",
+    default=None,
+    help="Check FILE against this encoder's published figures.",
+)
+@_one_line_errors
+def verify(file: Path, encoder: str | None) -> None:
+    """Check a checkpoint FILE: size, sha256, safe loading and what model it holds."""
+    from rs_sam.checkpoints import verify_checkpoint
+    from rs_sam.models.encoders import get_encoder
+
+    report = verify_checkpoint(file, get_encoder(encoder) if encoder else None)
+
+    def status(found: object, expected: object) -> str:
+        if report.checked_against is None:
+            return "not checked"
+        return "not published" if expected is None else ("ok" if found == expected else "MISMATCH")
+
+    click.echo(f"file:       {report.path}")
+    click.echo(f"size:       {report.size:,} bytes ({status(report.size, report.expected_size)})")
+    click.echo(f"sha256:     {report.sha256} ({status(report.sha256, report.expected_sha256)})")
+    click.echo(f"checked as: {report.checked_against or '- (no official file name matched)'}")
+    click.echo(f"identified: {report.identified or 'unknown'}")
+    click.echo(f"tensors:    {report.n_tensors:,} ({report.n_values:,} values), loaded safely")
+
+
+@weights.command("where")
+def where() -> None:
+    """Print where checkpoints are cached and how to change it."""
+    from rs_sam.checkpoints import HOME_ENV, OFFLINE_ENV, checkpoint_dir, is_offline, rs_sam_home
+
+    click.echo(f"home:        {rs_sam_home()}  (set {HOME_ENV} to move it)")
+    click.echo(f"checkpoints: {checkpoint_dir()}")
+    click.echo(
+        f"offline:     {'yes' if is_offline() else 'no'}  ({OFFLINE_ENV}=1 disables downloads)"
+    )

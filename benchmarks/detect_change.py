@@ -1,0 +1,156 @@
+"""Benchmark ``detect_change`` on synthetic pairs of several sizes (reported, never asserted).
+
+Each size runs in a fresh subprocess so that its peak RSS is its own. The full-size
+encoder runs with random weights (speed does not depend on the weights). Printed per
+size: wall time, megapixels per second, time in the image encoder, in mask decoding and
+in everything else (reading, normalisation, mosaic, polygons, writing), each also as a
+ratio to the encoder time (these machines' speed drifts, ratios less so), and peak RSS.
+
+    python benchmarks/detect_change.py --sizes 2048 8192 --points-per-side 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def write_pair(folder: Path, size: int) -> tuple[Path, Path]:
+    """A uint8 RGB pair of size x size pixels, written block by block (bounded memory)."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+        "crs": "EPSG:32633", "transform": Affine(1.0, 0, 500_000, 0, -1.0, 5_000_000),
+        "tiled": True, "blockxsize": 512, "blockysize": 512,
+    }  # fmt: skip
+    paths = folder / "a.tif", folder / "b.tif"
+    block = 1024
+    with rasterio.open(paths[0], "w", **profile) as a, rasterio.open(paths[1], "w", **profile) as b:
+        for row in range(0, size, block):
+            for col in range(0, size, block):
+                h, w = min(block, size - row), min(block, size - col)
+                ys, xs = np.mgrid[row : row + h, col : col + w].astype(np.float32)
+                field = np.stack([np.sin(xs / 37 + k) * np.cos(ys / 53 - k) for k in range(3)])
+                image = ((field + 1) * 100 + 20).astype(np.uint8)
+                a.write(image, window=Window(col, row, w, h))
+                image[:, h // 3 : h // 2, w // 3 : w // 2] = 240  # one new object per block
+                b.write(image, window=Window(col, row, w, h))
+    return paths
+
+
+def run_one(size: int, args: argparse.Namespace) -> dict[str, float]:
+    """Run one size in this process and return its figures."""
+    import torch
+
+    from rs_sam.change import ChangeSettings, detect
+    from rs_sam.models import mask_proposals
+
+    torch.set_num_threads(args.threads)
+    timers = {"encoder": 0.0, "decoder": 0.0}
+
+    def timed(name: str, func):
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            try:
+                return func(*a, **k)
+            finally:
+                timers[name] += time.perf_counter() - start
+
+        return wrapper
+
+    real_load = detect.load_encoder
+
+    def load_timed(*a, **k):
+        encoder = real_load(*a, **k)
+        encoder.embed = timed("encoder", encoder.embed)
+        return encoder
+
+    detect.load_encoder = load_timed
+    mask_proposals_fn = mask_proposals.propose_masks
+    import rs_sam.change.anychange as anychange
+
+    anychange.propose_masks = timed("decoder", mask_proposals_fn)
+    settings = ChangeSettings(
+        encoder=args.encoder,
+        weights="random",
+        device="cpu",
+        chip_size=args.chip_size,
+        overlap=args.overlap,
+        points_per_side=args.points_per_side,
+        batch_size=args.batch_size,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = write_pair(Path(tmp), size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = detect.detect_change(
+                a, b, Path(tmp) / "out.gpkg", settings=settings, show_progress=False
+            )
+    other = result.seconds - timers["encoder"] - timers["decoder"]
+    return {
+        "size": size,
+        "chips": result.chips,
+        "seconds": result.seconds,
+        "mp_per_s": result.megapixels / result.seconds,
+        "encoder_s": timers["encoder"],
+        "decoder_s": timers["decoder"],
+        "other_s": other,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
+    parser.add_argument("--encoder", default="mobile_sam")
+    parser.add_argument("--chip-size", type=int, default=1024)
+    parser.add_argument("--overlap", type=int, default=128)
+    parser.add_argument("--points-per-side", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.child, args)))
+        return
+    passthrough = [a for a in sys.argv[1:]]
+    print(
+        f"encoder={args.encoder} chip={args.chip_size} overlap={args.overlap} "
+        f"points/side={args.points_per_side} threads={args.threads} (random weights)"
+    )
+    header = f"{'size':>6} {'chips':>5} {'wall s':>8} {'MP/s':>7} {'enc s':>7} {'dec s':>7} " \
+             f"{'other s':>8} {'outside enc':>11} {'dec/enc':>7} {'other/enc':>9} {'RSS MB':>7}"  # fmt: skip
+    print(header)
+    rows = []
+    for size in args.sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, *passthrough, "--child", str(size)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        enc = row["encoder_s"]
+        print(
+            f"{size:>6} {row['chips']:>5} {row['seconds']:>8.1f} {row['mp_per_s']:>7.3f} "
+            f"{enc:>7.1f} {row['decoder_s']:>7.1f} {row['other_s']:>8.1f} "
+            f"{1 - enc / row['seconds']:>10.0%} {row['decoder_s'] / enc:>7.2f} "
+            f"{row['other_s'] / enc:>9.2f} {row['peak_rss_mb']:>7.0f}"
+        )
+    if len(rows) > 1:
+        print(f"peak RSS ratio largest/smallest: {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

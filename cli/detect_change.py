@@ -1,0 +1,110 @@
+"""``rs-sam detect-change A B -o OUT``: zero-shot change detection (AnyChange)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rs_sam.cli.options import (
+    bands_option,
+    checkpoint_option,
+    chip_size_option,
+    compose,
+    device_option,
+    encoder_option,
+    handle_errors,
+    min_area_option,
+    nodata_option,
+    overlap_option,
+    overwrite_option,
+    quiet_option,
+    setup_output,
+    simplify_option,
+    verbose_option,
+    weights_option,
+)
+
+
+@click.command("detect-change")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Vector file (.gpkg, .geojson, .shp, .parquet)."
+)
+@compose(encoder_option, checkpoint_option, weights_option, device_option)
+@compose(chip_size_option, overlap_option)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Point prompts decoded together.")
+@click.option("--points-per-side", type=int, default=16, show_default=True, help="Prompt grid per chip and date.")
+@click.option("--pred-iou-thresh", type=float, default=0.5, show_default=True, help="Keep masks with predicted IoU above this.")
+@click.option("--stability-thresh", type=float, default=0.95, show_default=True, help="Keep masks with stability above this.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=145.0,
+    show_default=True,
+    help="Change angle in degrees (AnyChange library default; the paper uses 155).",
+)
+@compose(min_area_option, simplify_option, bands_option, nodata_option)
+@click.option(
+    "--save-probability", type=click.Path(dir_okay=False), default=None, help="Also write the per-pixel score (angle / 180) as a float32 GeoTIFF."
+)
+@compose(overwrite_option, verbose_option, quiet_option)
+@handle_errors
+def detect_change(
+    a: str,
+    b: str,
+    output: str,
+    encoder: str,
+    checkpoint: str | None,
+    weights: str,
+    device: str,
+    chip_size: int,
+    overlap: int,
+    batch_size: int,
+    points_per_side: int,
+    pred_iou_thresh: float,
+    stability_thresh: float,
+    threshold: float,
+    min_area: str,
+    simplify: float | None,
+    bands: str | None,
+    nodata: float | None,
+    save_probability: str | None,
+    overwrite: bool,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Detect changes between rasters A (earlier) and B (later) without training.
+
+    A and B are GeoTIFF/COG/VRT files, or comma-separated single-band files of one date.
+    B is reprojected onto A's grid; only the overlap is processed. Output polygons carry
+    id, area_m2, score_mean and score_max (score = change angle / 180).
+    """
+    setup_output(verbose, quiet)
+    from rs_sam.change import ChangeSettings, detect_change as run
+    from rs_sam.data.bands import parse_bands
+    from rs_sam.vector.polygonize import MinArea
+
+    settings = ChangeSettings(
+        encoder=encoder,
+        weights=weights,  # type: ignore[arg-type]
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        device=device,
+        chip_size=chip_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        points_per_side=points_per_side,
+        pred_iou_thresh=pred_iou_thresh,
+        stability_thresh=stability_thresh,
+        threshold=threshold,
+        min_area=MinArea.parse(min_area),
+        simplify=simplify,
+        bands=parse_bands(bands),
+        nodata=nodata,
+    )
+    result = run(
+        a, b, output, settings=settings, save_probability=save_probability, overwrite=overwrite, show_progress=not quiet
+    )
+    if not quiet:
+        click.echo(result.summary(), err=True)

@@ -1,0 +1,31 @@
+"""Frozen image encoders of the Segment Anything family (SAM ViT-B/L/H, MobileSAM, FastSAM).
+
+>>> from rs_sam.models.encoders import load_encoder
+>>> encoder = load_encoder("mobile_sam")            # official weights, cached or downloaded
+>>> out = encoder(images)                            # images: (B, 3, H, H) RGB in 0..255
+>>> out.features[0].shape, out.embedding.shape       # strides 4..32, SAM embedding
+"""
+
+from __future__ import annotations
+
+from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, RandomWeightsWarning
+from rs_sam.models.encoders.registry import (
+    DEFAULT_ENCODER,
+    ENCODERS,
+    EncoderSpec,
+    get_encoder,
+    list_encoders,
+    load_encoder,
+)
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "ENCODERS",
+    "EncoderOutput",
+    "EncoderSpec",
+    "FrozenEncoder",
+    "RandomWeightsWarning",
+    "get_encoder",
+    "list_encoders",
+    "load_encoder",
+]

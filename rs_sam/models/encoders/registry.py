@@ -1,0 +1,266 @@
+"""The encoder registry: a plain dict of frozen :class:`EncoderSpec`, and :func:`load_encoder`.
+
+Adapters and heads read ``channels``/``strides`` from the spec (or from ``encoder.channels``
+for tiny test builds); nothing downstream writes channel counts for one checkpoint.
+
+Published checkpoint figures (sizes and sha256) come from public material: the MobileSAM
+figures are the third-party ones in the project references; the SAM figures agree across
+many public manifests and download logs (e.g. micro-sam's checksum table, a ``wget`` log
+showing ``Length: 375042383`` for ViT-B); the FastSAM figures from public manifests pinning
+the ultralytics asset files. Missing figures would be None and then not checked.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from rs_sam.checkpoints import CheckpointSpec, resolve_checkpoint
+from rs_sam.errors import ConfigError, UnknownEncoderError
+from rs_sam.models.encoders.base import FrozenEncoder, RandomWeightsWarning
+from rs_sam.models.encoders.fastsam import build_fastsam
+from rs_sam.models.encoders.sam import (
+    build_mobile_sam,
+    build_sam_vit,
+    tinyvit_channels,
+    vit_channels,
+)
+
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)  # ImageNet mean in 0..255 (segment_anything)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+YOLO_PIXEL_MEAN = (0.0, 0.0, 0.0)  # YOLO only scales 0..255 to 0..1
+YOLO_PIXEL_STD = (255.0, 255.0, 255.0)
+STRIDES = (4, 8, 16, 32)
+DEFAULT_ENCODER = "mobile_sam"
+
+Weights = Literal["official", "random"]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything rs-sam knows about one encoder, without building it.
+
+    Attributes:
+        name: Registry key (``mobile_sam``, ``sam_vit_b``...).
+        family: ``"sam"``, ``"mobile_sam"`` or ``"fastsam"``.
+        builder: ``builder(spec, *, tiny) -> FrozenEncoder`` with random weights.
+        checkpoint: Official checkpoint (URL, file name, published size and sha256).
+        licence: Licence of code and weights (SPDX id).
+        input_size: Side of the square model input in pixels.
+        pixel_mean: Per-channel mean subtracted from 0..255 RGB.
+        pixel_std: Per-channel std dividing 0..255 RGB.
+        strides: Strides of the four feature maps.
+        channels: Channels of the four feature maps.
+        embedding_dim: Channels of the SAM image embedding; None when there is none.
+        extra: pip extra to install (``pip install 'rs-sam[extra]'``), None when built in.
+        description: One line for listings.
+    """
+
+    name: str
+    family: Literal["sam", "mobile_sam", "fastsam"]
+    builder: Callable[..., FrozenEncoder] = field(repr=False)
+    checkpoint: CheckpointSpec
+    licence: str
+    input_size: int
+    pixel_mean: tuple[float, float, float]
+    pixel_std: tuple[float, float, float]
+    strides: tuple[int, int, int, int]
+    channels: tuple[int, int, int, int]
+    embedding_dim: int | None
+    extra: str | None
+    description: str
+
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_ULTRALYTICS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
+
+
+def _sam_vit(name: str, filename: str, size: int, sha256: str, what: str) -> EncoderSpec:
+    return EncoderSpec(
+        name=name,
+        family="sam",
+        builder=build_sam_vit,
+        checkpoint=CheckpointSpec(_SAM_URL + filename, filename, size, sha256),
+        licence="Apache-2.0",
+        input_size=1024,
+        pixel_mean=SAM_PIXEL_MEAN,
+        pixel_std=SAM_PIXEL_STD,
+        strides=STRIDES,
+        channels=vit_channels(name),
+        embedding_dim=256,
+        extra=None,
+        description=what,
+    )
+
+
+def _fastsam(
+    name: str,
+    filename: str,
+    size: int,
+    sha256: str,
+    channels: tuple[int, int, int, int],
+    what: str,
+) -> EncoderSpec:
+    return EncoderSpec(
+        name=name,
+        family="fastsam",
+        builder=build_fastsam,
+        checkpoint=CheckpointSpec(_ULTRALYTICS_URL + filename, filename, size, sha256),
+        licence="AGPL-3.0",
+        input_size=1024,
+        pixel_mean=YOLO_PIXEL_MEAN,
+        pixel_std=YOLO_PIXEL_STD,
+        strides=STRIDES,
+        channels=channels,  # measured by FastSamEncoder's probe; tests check they agree
+        embedding_dim=None,
+        extra="fastsam",
+        description=what,
+    )
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        EncoderSpec(
+            name="mobile_sam",
+            family="mobile_sam",
+            builder=build_mobile_sam,
+            checkpoint=CheckpointSpec(
+                "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+                "mobile_sam.pt",
+                40_728_226,
+                "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            ),
+            licence="Apache-2.0",
+            input_size=1024,
+            pixel_mean=SAM_PIXEL_MEAN,
+            pixel_std=SAM_PIXEL_STD,
+            strides=STRIDES,
+            channels=tinyvit_channels("mobile_sam"),
+            embedding_dim=256,
+            extra=None,
+            description="MobileSAM: TinyViT-5M image encoder distilled from SAM ViT-H (default)",
+        ),
+        _sam_vit(
+            "sam_vit_b",
+            "sam_vit_b_01ec64.pth",
+            375_042_383,
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            "SAM ViT-B (Meta), 89.7 M image-encoder parameters",
+        ),
+        _sam_vit(
+            "sam_vit_l",
+            "sam_vit_l_0b3195.pth",
+            1_249_524_607,
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            "SAM ViT-L (Meta)",
+        ),
+        _sam_vit(
+            "sam_vit_h",
+            "sam_vit_h_4b8939.pth",
+            2_564_550_879,
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            "SAM ViT-H (Meta), the largest and slowest",
+        ),
+        _fastsam(
+            "fastsam_s",
+            "FastSAM-s.pt",
+            23_851_578,
+            "c9f78716a81c7aff0d608ccc73e1b82ab3aaad86005049f6a92106a0be6d0844",
+            (64, 128, 256, 512),
+            "FastSAM-s: YOLOv8s-seg, no SAM embedding (needs the fastsam extra)",
+        ),
+        _fastsam(
+            "fastsam_x",
+            "FastSAM-x.pt",
+            144_972_346,
+            "752cadc2828edb1cd4bc4f9eb587100631af06ea2108f4c9ed56df4755701e76",
+            (160, 320, 640, 640),
+            "FastSAM-x: YOLOv8x-seg, no SAM embedding (needs the fastsam extra)",
+        ),
+    )
+}
+
+
+def list_encoders() -> list[str]:
+    """Names of the registered encoders, the default (``mobile_sam``) first."""
+    return list(ENCODERS)
+
+
+def get_encoder(name: str) -> EncoderSpec:
+    """The spec of encoder ``name``.
+
+    Raises:
+        UnknownEncoderError: ``name`` is not registered; the message lists the choices.
+    """
+    try:
+        return ENCODERS[name]
+    except (KeyError, TypeError):
+        raise UnknownEncoderError(
+            f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}"
+        ) from None
+
+
+def load_encoder(
+    name: str = DEFAULT_ENCODER,
+    *,
+    weights: Weights = "official",
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    tiny: bool = False,
+) -> FrozenEncoder:
+    """Build a frozen encoder, with official (or random) weights, on ``device``.
+
+    Args:
+        name: Registry name (see :func:`list_encoders`).
+        weights: ``"official"`` loads the checkpoint (``checkpoint`` if given, else the cached
+            file, else a verified download); ``"random"`` keeps random weights and warns
+            with :class:`RandomWeightsWarning` (results are meaningless: tests and benchmarks).
+        checkpoint: Explicit checkpoint file (official weights only).
+        device: Where the encoder runs.
+        tiny: Reduced architecture of the same family (input 256) for fast tests; random
+            weights only.
+
+    Raises:
+        UnknownEncoderError: Unknown ``name``.
+        ConfigError: Invalid ``weights``/``device`` or contradictory options.
+        MissingDependencyError: FastSAM without the ``fastsam`` extra.
+        CheckpointNotFoundError, CheckpointError: See :mod:`rs_sam.checkpoints`.
+    """
+    spec = get_encoder(name)
+    if weights not in ("official", "random"):
+        raise ConfigError(f"weights={weights!r} is not one of 'official', 'random'")
+    if weights == "random" and checkpoint is not None:
+        raise ConfigError(
+            f"checkpoint={checkpoint!s} was given with weights='random'; use weights='official' "
+            "to load it"
+        )
+    if tiny and weights == "official":
+        raise ConfigError(
+            f"tiny=True builds a reduced '{name}' that has no official weights; "
+            "pass weights='random' (tests and benchmarks only)"
+        )
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(
+            f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda:0')"
+        ) from err
+    encoder = spec.builder(spec, tiny=tiny)
+    if weights == "official":
+        encoder.load_checkpoint(resolve_checkpoint(spec, checkpoint))
+        encoder.random_weights = False
+    else:
+        warnings.warn(
+            RandomWeightsWarning(
+                f"encoder '{name}' was built with RANDOM weights: its features and masks are "
+                "meaningless; use weights='random' only for tests and benchmarks"
+            ),
+            stacklevel=2,
+        )
+    return encoder.freeze().to(target)

@@ -1,0 +1,333 @@
+"""SAM ViT-B/L/H and MobileSAM (TinyViT) as frozen encoders.
+
+Both are assembled as the official ``segment_anything.modeling.Sam`` (image encoder, plain
+PromptEncoder and MaskDecoder), so the official checkpoints load strictly, key for key:
+``sam_vit_*.pth`` into the ViT builds, ``mobile_sam.pt`` into the TinyViT build (TinyViT from
+``segment_anything_hq.modeling``, whose image-encoder keys are MobileSAM's).
+
+Feature pyramids are parameter-free (nothing random is added to a frozen encoder):
+
+* MobileSAM: TinyViT's own stages. The last map each stage produces at a stride, taken before
+  the stage's downsampling: stride 4 = stage 0 (64 ch), stride 8 = stage 1 (128 ch), stride 16
+  = stage 3 (320 ch; stage 2's merge keeps stride 16 in the MobileSAM configuration), stride 32
+  = 2x max-pooled stride-16 map. The SAM embedding is the neck output (256 ch).
+* SAM ViT (ViTDet-style simple pyramid): stride 16 = the neck embedding (256 ch), stride 32 =
+  its 2x max pool, strides 8 and 4 = the tokens of the first global-attention block (an early
+  block that has seen the whole image once; embed_dim ch) upsampled 2x and 4x bilinearly.
+
+Every hyperparameter is written once, in ``_VIT_VARIANTS``, ``_TINYVIT_VARIANTS`` and
+``_DECODERS``; ``tiny=True`` picks reduced variants (input 256, random weights only) so a CPU
+forward pass takes well under a second.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rs_sam.checkpoints import load_into_model, load_state_dict
+from rs_sam.errors import ConfigError
+from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder
+
+if TYPE_CHECKING:
+    from rs_sam.models.encoders.registry import EncoderSpec
+
+_PATCH_SIZE = 16  # SAM ViT patch size; the SAM embedding is at stride 16 in every variant
+
+# Prompt encoder + mask decoder hyperparameters (segment_anything.build_sam values for "full").
+# TinyViT's neck always emits 256 channels, so the tiny MobileSAM decoder keeps width 256.
+_DECODERS: dict[str, dict[str, int]] = {
+    "full": dict(
+        embed_dim=256, depth=2, mlp_dim=2048, num_heads=8, iou_hidden=256, mask_in_chans=16
+    ),
+    "tiny": dict(embed_dim=32, depth=1, mlp_dim=64, num_heads=2, iou_hidden=32, mask_in_chans=4),
+    "tiny_256": dict(
+        embed_dim=256, depth=1, mlp_dim=256, num_heads=8, iou_hidden=64, mask_in_chans=16
+    ),
+}
+
+# SAM ViT image encoders (segment_anything.build_sam values; "tiny" is rs-sam's test variant).
+_VIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "sam_vit_b": dict(
+        embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11),
+        image_size=1024, window_size=14, decoder="full",
+    ),
+    "sam_vit_l": dict(
+        embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23),
+        image_size=1024, window_size=14, decoder="full",
+    ),
+    "sam_vit_h": dict(
+        embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31),
+        image_size=1024, window_size=14, decoder="full",
+    ),
+    "tiny": dict(
+        embed_dim=64, depth=4, num_heads=2, global_attn_indexes=(1, 3),
+        image_size=256, window_size=4, decoder="tiny",
+    ),
+}  # fmt: skip
+
+# TinyViT image encoders (MobileSAM values from segment_anything_hq.build_sam_vit_t). The last
+# embed dim must be 320/448/576: TinyViT's last patch merge keeps stride 16 only for those.
+_TINYVIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "mobile_sam": dict(
+        embed_dims=(64, 128, 160, 320), depths=(2, 2, 6, 2), num_heads=(2, 4, 5, 10),
+        window_sizes=(7, 7, 14, 7), image_size=1024, decoder="full",
+    ),
+    "tiny": dict(
+        embed_dims=(16, 32, 64, 320), depths=(1, 1, 1, 1), num_heads=(1, 2, 2, 4),
+        window_sizes=(4, 4, 8, 4), image_size=256, decoder="tiny_256",
+    ),
+}  # fmt: skip
+
+_TINYVIT_NECK_DIM = 256  # fixed inside segment_anything_hq's TinyViT
+
+
+def vit_channels(variant: str) -> tuple[int, int, int, int]:
+    """Pyramid channels of a SAM ViT variant: (embed, embed, neck, neck)."""
+    cfg = _VIT_VARIANTS[variant]
+    out = _DECODERS[cfg["decoder"]]["embed_dim"]
+    return (cfg["embed_dim"], cfg["embed_dim"], out, out)
+
+
+def tinyvit_channels(variant: str) -> tuple[int, int, int, int]:
+    """Pyramid channels of a TinyViT variant: (stage 0, stage 1, last stage, last stage)."""
+    dims = _TINYVIT_VARIANTS[variant]["embed_dims"]
+    return (dims[0], dims[1], dims[-1], dims[-1])
+
+
+def _sam_parts(decoder: str, image_size: int) -> tuple[nn.Module, nn.Module]:
+    """Official PromptEncoder and plain MaskDecoder for an embedding of stride 16."""
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+
+    cfg = _DECODERS[decoder]
+    grid = image_size // _PATCH_SIZE
+    prompt_encoder = PromptEncoder(
+        embed_dim=cfg["embed_dim"],
+        image_embedding_size=(grid, grid),
+        input_image_size=(image_size, image_size),
+        mask_in_chans=cfg["mask_in_chans"],
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(
+            depth=cfg["depth"],
+            embedding_dim=cfg["embed_dim"],
+            mlp_dim=cfg["mlp_dim"],
+            num_heads=cfg["num_heads"],
+        ),
+        transformer_dim=cfg["embed_dim"],
+        iou_head_depth=3,
+        iou_head_hidden_dim=cfg["iou_hidden"],
+    )
+    return prompt_encoder, mask_decoder
+
+
+def _assemble(spec: EncoderSpec, image_encoder: nn.Module, decoder: str, size: int) -> nn.Module:
+    from segment_anything.modeling import Sam
+
+    prompt_encoder, mask_decoder = _sam_parts(decoder, size)
+    return Sam(
+        image_encoder=image_encoder,
+        prompt_encoder=prompt_encoder,
+        mask_decoder=mask_decoder,
+        pixel_mean=list(spec.pixel_mean),
+        pixel_std=list(spec.pixel_std),
+    )
+
+
+def _tokens_to_map(tokens: Tensor, resolution: tuple[int, int]) -> Tensor:
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map."""
+    batch, _, channels = tokens.shape
+    return tokens.transpose(1, 2).reshape(batch, channels, *resolution)
+
+
+class _SamFamilyEncoder(FrozenEncoder):
+    """Common part of the SAM-family encoders: a whole official ``Sam`` module."""
+
+    sam: Any  # segment_anything.modeling.Sam (the package ships no type information)
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        sam: nn.Module,
+        *,
+        input_size: int,
+        channels: tuple[int, int, int, int],
+        embedding_dim: int,
+    ) -> None:
+        super().__init__(
+            spec, input_size=input_size, channels=channels, embedding_dim=embedding_dim
+        )
+        self.sam = sam
+
+    @property
+    def prompt_encoder(self) -> nn.Module:
+        """The official ``segment_anything`` PromptEncoder (frozen)."""
+        return self.sam.prompt_encoder
+
+    @property
+    def mask_decoder(self) -> nn.Module:
+        """The official plain ``segment_anything`` MaskDecoder (frozen)."""
+        return self.sam.mask_decoder
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Load an official SAM/MobileSAM state dict strictly into the ``Sam`` module."""
+        load_into_model(self.sam, load_state_dict(path), encoder=self.spec.name, source=path)
+        self.train(False)  # TinyViT caches its attention biases when switched to eval
+
+
+class SamViTEncoder(_SamFamilyEncoder):
+    """SAM ViT-B/L/H image encoder with a parameter-free ViTDet-style pyramid.
+
+    Args:
+        spec: Registry entry.
+        sam: Official ``Sam`` whose ``image_encoder`` is an ``ImageEncoderViT``.
+        early_block: Index of the block whose tokens give the stride-4/8 maps.
+        input_size, channels, embedding_dim: See :class:`FrozenEncoder`.
+    """
+
+    def __init__(
+        self,
+        spec: EncoderSpec,
+        sam: nn.Module,
+        *,
+        early_block: int,
+        input_size: int,
+        channels: tuple[int, int, int, int],
+        embedding_dim: int,
+    ) -> None:
+        super().__init__(
+            spec, sam, input_size=input_size, channels=channels, embedding_dim=embedding_dim
+        )
+        self.early_block = early_block
+
+    def _tokens(self, x: Tensor, keep: int | None) -> tuple[Tensor, Tensor | None]:
+        """Run the ViT; return its last tokens ``(B, S/16, S/16, D)`` and block ``keep``'s."""
+        vit = self.sam.image_encoder
+        tokens = vit.patch_embed(x)
+        if vit.pos_embed is not None:
+            tokens = tokens + vit.pos_embed
+        kept = None
+        for index, block in enumerate(vit.blocks):
+            tokens = block(tokens)
+            if index == keep:
+                kept = tokens
+        return tokens, kept
+
+    def _encode(self, x: Tensor) -> EncoderOutput:
+        tokens, early = self._tokens(x, self.early_block)
+        if early is None:
+            raise ConfigError(
+                f"early_block {self.early_block} is past the last ViT block of '{self.spec.name}'"
+            )
+        embedding = self.sam.image_encoder.neck(tokens.permute(0, 3, 1, 2))  # (B, 256, S/16, S/16)
+        early_map = early.permute(0, 3, 1, 2)  # (B, D, S/16, S/16)
+        features = [
+            F.interpolate(early_map, scale_factor=4.0, mode="bilinear", align_corners=False),
+            F.interpolate(early_map, scale_factor=2.0, mode="bilinear", align_corners=False),
+            embedding,
+            F.max_pool2d(embedding, kernel_size=2, stride=2),
+        ]
+        return EncoderOutput(features=features, embedding=embedding)
+
+    def _embed(self, x: Tensor) -> Tensor:
+        tokens, _ = self._tokens(x, None)
+        return self.sam.image_encoder.neck(tokens.permute(0, 3, 1, 2))
+
+
+class MobileSamEncoder(_SamFamilyEncoder):
+    """MobileSAM (TinyViT) image encoder with a pyramid from TinyViT's own stages."""
+
+    def _encode(self, x: Tensor) -> EncoderOutput:
+        vit = self.sam.image_encoder
+        maps: dict[int, Tensor] = {}  # stride -> last map produced at that stride
+        h = vit.patch_embed(x)  # (B, C0, S/4, S/4)
+        for layer in vit.layers:
+            for block in layer.blocks:
+                h = block(h)
+            resolution = tuple(layer.input_resolution)
+            stride = self.input_size // resolution[0]
+            maps[stride] = h if h.ndim == 4 else _tokens_to_map(h, resolution)
+            if layer.downsample is not None:
+                h = layer.downsample(h)  # tokens (B, L, C_next)
+        last = maps[16]  # (B, C3, S/16, S/16)
+        embedding = vit.neck(last)  # (B, 256, S/16, S/16)
+        features = [maps[4], maps[8], last, F.max_pool2d(last, kernel_size=2, stride=2)]
+        return EncoderOutput(features=features, embedding=embedding)
+
+
+def _import_tiny_vit() -> type[nn.Module]:
+    """TinyViT class of segment_anything_hq, importing it without timm's deprecation noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"timm\.")
+        warnings.filterwarnings("ignore", message=r"Overwriting tiny_vit_", category=UserWarning)
+        from segment_anything_hq.modeling.tiny_vit_sam import TinyViT
+    return TinyViT
+
+
+def build_sam_vit(spec: EncoderSpec, *, tiny: bool = False) -> SamViTEncoder:
+    """Random-weight SAM ViT encoder of ``spec`` (``spec.name`` in ``_VIT_VARIANTS``)."""
+    from segment_anything.modeling import ImageEncoderViT
+
+    variant = "tiny" if tiny else spec.name
+    cfg = _VIT_VARIANTS[variant]
+    out_chans = _DECODERS[cfg["decoder"]]["embed_dim"]
+    image_encoder = ImageEncoderViT(
+        depth=cfg["depth"],
+        embed_dim=cfg["embed_dim"],
+        img_size=cfg["image_size"],
+        mlp_ratio=4,
+        norm_layer=partial(nn.LayerNorm, eps=1e-6),
+        num_heads=cfg["num_heads"],
+        patch_size=_PATCH_SIZE,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=cfg["global_attn_indexes"],
+        window_size=cfg["window_size"],
+        out_chans=out_chans,
+    )
+    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"])
+    return SamViTEncoder(
+        spec,
+        sam,
+        early_block=cfg["global_attn_indexes"][0],
+        input_size=cfg["image_size"],
+        channels=vit_channels(variant),
+        embedding_dim=out_chans,
+    )
+
+
+def build_mobile_sam(spec: EncoderSpec, *, tiny: bool = False) -> MobileSamEncoder:
+    """Random-weight MobileSAM encoder: TinyViT + plain SAM prompt encoder and decoder."""
+    tiny_vit = _import_tiny_vit()
+    variant = "tiny" if tiny else spec.name
+    cfg = _TINYVIT_VARIANTS[variant]
+    image_encoder = tiny_vit(
+        img_size=cfg["image_size"],
+        in_chans=3,
+        num_classes=1000,  # unused classifier head, kept so mobile_sam.pt loads strictly
+        embed_dims=list(cfg["embed_dims"]),
+        depths=list(cfg["depths"]),
+        num_heads=list(cfg["num_heads"]),
+        window_sizes=list(cfg["window_sizes"]),
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
+    )
+    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"])
+    return MobileSamEncoder(
+        spec,
+        sam,
+        input_size=cfg["image_size"],
+        channels=tinyvit_channels(variant),
+        embedding_dim=_TINYVIT_NECK_DIM,
+    )

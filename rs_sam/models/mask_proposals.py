@@ -1,0 +1,112 @@
+"""SAM automatic mask proposals from a precomputed image embedding, batched over prompts.
+
+A regular grid of single-point prompts is decoded in batches by the official prompt
+encoder and mask decoder. Unlike the official automatic mask generator, masks stay at the
+decoder's low resolution (4x the embedding side, 256x256 for a 1024 input) and nothing
+is run-length encoded: filtering (predicted IoU, stability), box NMS and everything
+downstream work on boolean low-resolution masks, which is where the official generator
+spends most of its time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, masks_to_boxes
+
+
+@dataclass(frozen=True)
+class ProposalSettings:
+    """Knobs of automatic mask generation (defaults follow AnyChange's library)."""
+
+    points_per_side: int = 16
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.5
+    stability_thresh: float = 0.95
+    stability_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    min_mask_pixels: int = 4  # at the decoder's resolution
+
+
+@dataclass(frozen=True)
+class MaskProposals:
+    """Masks of one image at the decoder's resolution."""
+
+    masks: Tensor  # (N, h, w) bool
+    scores: Tensor  # (N,) predicted IoU
+    stability: Tensor  # (N,) stability score
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+
+def point_grid(points_per_side: int, input_size: int) -> Tensor:
+    """(P, 2) x/y prompt coordinates at pixel centres of a regular grid over the input."""
+    step = input_size / points_per_side
+    centres = (torch.arange(points_per_side, dtype=torch.float32) + 0.5) * step
+    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def stability_score(logits: Tensor, offset: float) -> Tensor:
+    """IoU between the masks thresholded at +offset and -offset, (..., h, w) -> (...)."""
+    inner = (logits > offset).flatten(-2).sum(-1, dtype=torch.int32)
+    outer = (logits > -offset).flatten(-2).sum(-1, dtype=torch.int32)
+    return inner.float() / outer.clamp(min=1).float()
+
+
+@torch.inference_mode()
+def propose_masks(
+    embedding: Tensor,
+    prompt_encoder: nn.Module,
+    mask_decoder: nn.Module,
+    *,
+    input_size: int,
+    settings: ProposalSettings = ProposalSettings(),
+) -> MaskProposals:
+    """Automatic mask proposals for one image.
+
+    Args:
+        embedding: (1, C, E, E) SAM image embedding.
+        prompt_encoder, mask_decoder: the official SAM modules matching ``embedding``.
+        input_size: side of the model input the embedding was computed from.
+
+    Returns:
+        Proposals at the decoder resolution (4E x 4E), after IoU/stability filtering
+        and box NMS, sorted by predicted IoU.
+    """
+    device = embedding.device
+    points = point_grid(settings.points_per_side, input_size).to(device)
+    dense_pe = prompt_encoder.get_dense_pe()
+    kept_masks, kept_scores, kept_stability = [], [], []
+    for start in range(0, len(points), settings.points_per_batch):
+        batch = points[start : start + settings.points_per_batch]
+        labels = torch.ones(len(batch), 1, dtype=torch.int64, device=device)
+        sparse, dense = prompt_encoder(points=(batch[:, None, :], labels), boxes=None, masks=None)
+        logits, iou = mask_decoder(
+            image_embeddings=embedding,
+            image_pe=dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*3, h, w), (B*3,)
+        stability = stability_score(logits, settings.stability_offset)
+        keep = (iou >= settings.pred_iou_thresh) & (stability >= settings.stability_thresh)
+        masks = logits[keep] > 0
+        keep_area = masks.flatten(1).sum(1) >= settings.min_mask_pixels
+        kept_masks.append(masks[keep_area])
+        kept_scores.append(iou[keep][keep_area])
+        kept_stability.append(stability[keep][keep_area])
+    masks = torch.cat(kept_masks)
+    scores = torch.cat(kept_scores)
+    stability = torch.cat(kept_stability)
+    if len(masks):
+        boxes = masks_to_boxes(masks).float()
+        order = batched_nms(
+            boxes, scores, torch.zeros_like(scores, dtype=torch.int64), settings.box_nms_thresh
+        )
+        masks, scores, stability = masks[order], scores[order], stability[order]
+    return MaskProposals(masks=masks, scores=scores, stability=stability)

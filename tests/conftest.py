@@ -1,0 +1,66 @@
+"""Shared fixtures: synthetic bitemporal GeoTIFFs and a tiny random encoder."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.synthetic import ORIGIN, paint_change, texture, write_raster
+
+# ultralytics (the optional FastSAM extra) writes settings into the home folder on import.
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="rs-sam-yolo-"))
+
+#: Where the painted change sits in the synthetic pair (rows, cols of a's grid).
+CHANGE_ROWS, CHANGE_COLS = slice(60, 110), slice(80, 140)
+
+
+@pytest.fixture
+def pair_paths(tmp_path: Path) -> tuple[Path, Path]:
+    """A uint8 RGB pair, 180 x 220 px at 10 m in UTM 33N, with one painted change."""
+    image = (texture(180, 220, seed=1) * 200 + 20).astype(np.uint8)
+    changed = paint_change(image, CHANGE_ROWS, CHANGE_COLS, 250)
+    a = write_raster(tmp_path / "a.tif", image)
+    b = write_raster(tmp_path / "b.tif", changed)
+    return a, b
+
+
+@pytest.fixture
+def tiny_encoder(monkeypatch: pytest.MonkeyPatch):
+    """Make every model load in rs_sam.change build the tiny random configuration."""
+    from rs_sam.change import detect
+    from rs_sam.models.encoders import load_encoder
+
+    @functools.wraps(load_encoder)
+    def load_tiny(name: str, **kwargs):
+        torch.manual_seed(0)  # the same random model in every run
+        kwargs["tiny"] = True
+        kwargs["weights"] = "random"
+        kwargs.pop("checkpoint", None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load_encoder(name, **kwargs)
+
+    monkeypatch.setattr(detect, "load_encoder", load_tiny)
+    return load_tiny
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The real-data folder from RS_SAM_DATA_DIR; the test is skipped when it is unset."""
+    value = os.environ.get("RS_SAM_DATA_DIR")
+    if not value:
+        pytest.skip("RS_SAM_DATA_DIR is not set (point it at the shared real-data folder)")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"RS_SAM_DATA_DIR={value} is not a folder")
+    return path
+
+
+__all__ = ["CHANGE_COLS", "CHANGE_ROWS", "ORIGIN"]
