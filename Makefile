@@ -7,16 +7,18 @@ BIN := $(VENV)/bin
 # other builds on some machines); override with e.g. TORCH="torch torchvision".
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 OUT ?= examples/output
+# pip extras installed with rs-sam; CI adds `fastsam` (ultralytics, AGPL-3.0) to test FastSAM.
+EXTRAS ?= test
 
 .PHONY: install demo test bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 # Downloads the official MobileSAM weights and the public NAIP sample pair on first use.

@@ -132,3 +132,58 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     assert len(lines) == 1 and expected in lines[0], text
     assert "Traceback" not in text
     assert leftovers(tmp_path) == []
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+
+def _bad_checkpoint(tmp_path: Path, kind: str) -> tuple[list[str], str]:
+    import torch
+
+    home = tmp_path / "home"
+    if kind == "code inside":
+        path = tmp_path / "evil.pth"
+        torch.save({"model": _RunsCode(tmp_path / "pwned")}, path)
+        return ["--checkpoint", str(path)], "refused"
+    if kind == "wrong architecture":
+        path = tmp_path / "vit.pth"
+        torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(768, 3, 16, 16)}, path)
+        return ["--checkpoint", str(path)], "sam_vit_b"
+    # A cached "official" file of the right size whose bytes are not the official ones.
+    cached = home / "checkpoints" / "mobile_sam.pt"
+    cached.parent.mkdir(parents=True)
+    with cached.open("wb") as f:
+        f.truncate(40_728_226)
+    return [], "sha256"
+
+
+@pytest.mark.parametrize("kind", ["code inside", "wrong architecture", "wrong sha256"])
+def test_bad_checkpoint_is_refused(
+    kind: str, pair_paths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair_paths
+    monkeypatch.setenv("RS_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RS_SAM_OFFLINE", "1")
+    extra, expected = _bad_checkpoint(tmp_path, kind)
+    out = tmp_path / "out.gpkg"
+    code, text = run("detect-change", a, b, "-o", out, "--weights", "official", *extra, "-q")
+    assert code != 0, text
+    lines = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and expected in lines[0], text
+    assert not (tmp_path / "pwned").exists()  # the pickle's code never ran
+    assert leftovers(tmp_path) == []
+
+
+def test_offline_without_weights_names_the_url(pair_paths, tmp_path: Path, monkeypatch) -> None:
+    a, b = pair_paths
+    monkeypatch.setenv("RS_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RS_SAM_OFFLINE", "1")
+    code, text = run("detect-change", a, b, "-o", tmp_path / "out.gpkg", "-q")
+    assert code == 1
+    assert "mobile_sam.pt" in text and "https://" in text and str(tmp_path / "home") in text
+    assert leftovers(tmp_path) == []
