@@ -125,14 +125,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_one(args.child, args)))
         return
-    passthrough = [a for a in sys.argv[1:]]
+    passthrough = sys.argv[1:]
     print(
         f"encoder={args.encoder} chip={args.chip_size} overlap={args.overlap} "
         f"points/side={args.points_per_side} threads={args.threads} (random weights)"
     )
-    header = f"{'size':>6} {'chips':>5} {'wall s':>8} {'MP/s':>7} {'enc s':>7} {'dec s':>7} " \
-             f"{'other s':>8} {'outside enc':>11} {'dec/enc':>7} {'other/enc':>9} {'RSS MB':>7}"  # fmt: skip
-    print(header)
+    columns = ["size", "chips", "wall s", "MP/s", "enc s", "dec s", "other s", "outside enc",
+               "dec/enc", "other/enc", "RSS MB"]  # fmt: skip
+    print(" ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
     rows = []
     for size in args.sizes:
         out = subprocess.run(
@@ -143,13 +143,14 @@ def main() -> None:
         rows.append(row)
         enc = row["encoder_s"]
         print(
-            f"{size:>6} {row['chips']:>5} {row['seconds']:>8.1f} {row['mp_per_s']:>7.3f} "
-            f"{enc:>7.1f} {row['decoder_s']:>7.1f} {row['other_s']:>8.1f} "
-            f"{1 - enc / row['seconds']:>10.0%} {row['decoder_s'] / enc:>7.2f} "
-            f"{row['other_s'] / enc:>9.2f} {row['peak_rss_mb']:>7.0f}"
+            f"{size:>6} {row['chips']:>6} {row['seconds']:>6.1f} {row['mp_per_s']:>6.3f} "
+            f"{enc:>6.1f} {row['decoder_s']:>6.1f} {row['other_s']:>7.1f} "
+            f"{1 - enc / row['seconds']:>11.0%} {row['decoder_s'] / enc:>7.2f} "
+            f"{row['other_s'] / enc:>9.2f} {row['peak_rss_mb']:>6.0f}"
         )
     if len(rows) > 1:
-        print(f"peak RSS ratio largest/smallest: {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}")
+        ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+        print(f"peak RSS ratio largest/smallest: {ratio:.2f}")
 
 
 if __name__ == "__main__":

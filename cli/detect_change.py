@@ -30,14 +30,38 @@ from rs_sam.cli.options import (
 @click.argument("a")
 @click.argument("b")
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Vector file (.gpkg, .geojson, .shp, .parquet)."
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Vector file (.gpkg, .geojson, .shp, .parquet).",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
 @compose(chip_size_option, overlap_option)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Point prompts decoded together.")
-@click.option("--points-per-side", type=int, default=16, show_default=True, help="Prompt grid per chip and date.")
-@click.option("--pred-iou-thresh", type=float, default=0.5, show_default=True, help="Keep masks with predicted IoU above this.")
-@click.option("--stability-thresh", type=float, default=0.95, show_default=True, help="Keep masks with stability above this.")
+@click.option(
+    "--batch-size", type=int, default=64, show_default=True, help="Point prompts decoded together."
+)
+@click.option(
+    "--points-per-side",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Prompt grid per chip and date.",
+)
+@click.option(
+    "--pred-iou-thresh",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Keep masks with predicted IoU above this.",
+)
+@click.option(
+    "--stability-thresh",
+    type=float,
+    default=0.95,
+    show_default=True,
+    help="Keep masks with stability above this.",
+)
 @click.option(
     "--threshold",
     type=float,
@@ -47,7 +71,10 @@ from rs_sam.cli.options import (
 )
 @compose(min_area_option, simplify_option, bands_option, nodata_option)
 @click.option(
-    "--save-probability", type=click.Path(dir_okay=False), default=None, help="Also write the per-pixel score (angle / 180) as a float32 GeoTIFF."
+    "--save-probability",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the per-pixel score (angle / 180) as a float32 GeoTIFF.",
 )
 @compose(overwrite_option, verbose_option, quiet_option)
 @handle_errors
@@ -82,7 +109,8 @@ def detect_change(
     id, area_m2, score_mean and score_max (score = change angle / 180).
     """
     setup_output(verbose, quiet)
-    from rs_sam.change import ChangeSettings, detect_change as run
+    from rs_sam.change import ChangeSettings
+    from rs_sam.change import detect_change as run
     from rs_sam.data.bands import parse_bands
     from rs_sam.vector.polygonize import MinArea
 
@@ -104,7 +132,13 @@ def detect_change(
         nodata=nodata,
     )
     result = run(
-        a, b, output, settings=settings, save_probability=save_probability, overwrite=overwrite, show_progress=not quiet
+        a,
+        b,
+        output,
+        settings=settings,
+        save_probability=save_probability,
+        overwrite=overwrite,
+        show_progress=not quiet,
     )
     if not quiet:
         click.echo(result.summary(), err=True)

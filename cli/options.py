@@ -19,7 +19,7 @@ class RsSamCommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
 
 def handle_errors(func: F) -> F:
@@ -46,8 +46,14 @@ def setup_output(verbose: int, quiet: bool) -> None:
 
     Python's default filter shows each warning once per run (not once per chip).
     """
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     warnings.showwarning = _show_warning
 
 
@@ -85,7 +91,11 @@ device_option = click.option(
     help="Where the model runs.",
 )
 chip_size_option = click.option(
-    "--chip-size", type=int, default=1024, show_default=True, help="Chip side in pixels of a's grid."
+    "--chip-size",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Chip side in pixels of a's grid.",
 )
 overlap_option = click.option(
     "--overlap",
@@ -95,7 +105,9 @@ overlap_option = click.option(
     help="Pixels shared by neighbouring chips (blended smoothly; must be < chip size / 2).",
 )
 bands_option = click.option(
-    "--bands", default=None, help="1-based bands to use, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3]."
+    "--bands",
+    default=None,
+    help="1-based bands to use, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3].",
 )
 nodata_option = click.option(
     "--nodata", type=float, default=None, help="Value marking missing data [default: the file's]."
@@ -107,7 +119,10 @@ min_area_option = click.option(
     help="Drop polygons smaller than this: pixels ('50' or '50px') or square metres ('200m2').",
 )
 simplify_option = click.option(
-    "--simplify", type=float, default=None, help="Simplify polygons with this tolerance (map units)."
+    "--simplify",
+    type=float,
+    default=None,
+    help="Simplify polygons with this tolerance (map units).",
 )
 
 

@@ -50,7 +50,9 @@ def test_angles_are_zero_for_same_and_180_for_opposite() -> None:
 def test_score_chip_finds_the_changed_object() -> None:
     size = 64
     rng = np.random.default_rng(0)
-    base = np.full((3, size, size), 60.0, np.float32) + rng.normal(0, 2, (3, size, size)).astype(np.float32)
+    base = np.full((3, size, size), 60.0, np.float32) + rng.normal(0, 2, (3, size, size)).astype(
+        np.float32
+    )
     later = base.copy()
     later[:, 16:40, 24:48] = 230.0  # a new bright object
     low = torch.zeros(2, 16, 16, dtype=torch.bool)

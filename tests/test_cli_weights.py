@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from rs_sam.cli.main import cli
 
 from rs_sam.checkpoints import CheckpointSpec
+from rs_sam.cli.main import cli
 from rs_sam.models.encoders import ENCODERS, get_encoder, list_encoders
 
 

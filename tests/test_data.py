@@ -32,7 +32,7 @@ def _pair(tmp_path: Path, a: np.ndarray, b: np.ndarray, **kwargs) -> BitemporalP
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(RasterNotFoundError, match="nope.tif does not exist"):
+    with pytest.raises(RasterNotFoundError, match=r"nope.tif does not exist"):
         open_date(tmp_path / "nope.tif")
 
 
@@ -52,7 +52,7 @@ def test_text_file_is_not_a_raster(tmp_path: Path) -> None:
 
 def test_raster_without_crs_is_refused(tmp_path: Path) -> None:
     path = write_raster(tmp_path / "nocrs.tif", _rgb(), crs=None)
-    with pytest.raises(InputRasterError, match="has no CRS.*gdal_edit"):
+    with pytest.raises(InputRasterError, match=r"has no CRS.*gdal_edit"):
         open_date(path)
 
 
@@ -87,7 +87,7 @@ def test_stacked_files_must_share_a_grid(tmp_path: Path) -> None:
 def test_different_band_counts_need_bands(tmp_path: Path) -> None:
     a = open_date(write_raster(tmp_path / "a.tif", _rgb()))
     b = open_date(write_raster(tmp_path / "b.tif", np.concatenate([_rgb(), _rgb()[:1]])))
-    with pytest.raises(InputRasterError, match="different band counts.*--bands"):
+    with pytest.raises(InputRasterError, match=r"different band counts.*--bands"):
         select_bands([a, b], None)
     assert select_bands([a, b], (3, 2, 1)) == (3, 2, 1)
     with pytest.raises(InputRasterError, match=r"band\(s\) \[4\] do not exist"):

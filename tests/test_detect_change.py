@@ -76,5 +76,5 @@ def test_no_change_gives_no_polygons(pair_paths, tmp_path: Path, transparent_mod
 def test_unknown_setting_is_rejected() -> None:
     from rs_sam.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown setting.*chipsize.*valid:.*chip_size"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*chipsize.*valid:.*chip_size"):
         ChangeSettings.from_mapping({"chipsize": 512})

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rs_sam.data.pair import ChipPair
+from rs_sam.errors import ConfigError
 from rs_sam.models.mask_proposals import MaskProposals, ProposalSettings, propose_masks
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ def mask_embeddings(masks: Tensor, embedding: Tensor, weights: Tensor | None = N
     return sums / flat.sum(1, keepdim=True).clamp(min=1e-6)
 
 
-def change_angles(masks: Tensor, embed_a: Tensor, embed_b: Tensor, weights: Tensor | None) -> Tensor:
+def change_angles(
+    masks: Tensor, embed_a: Tensor, embed_b: Tensor, weights: Tensor | None
+) -> Tensor:
     """Angle in degrees between each mask's mean embedding on the two dates, (N,)."""
     unit_a = F.normalize(mask_embeddings(masks, embed_a, weights), dim=1)
     unit_b = F.normalize(mask_embeddings(masks, embed_b, weights), dim=1)
@@ -110,12 +113,18 @@ def score_chip(
 
 def sam_proposer(encoder: FrozenEncoder, settings: ProposalSettings) -> Proposer:
     """The default proposer: SAM's own prompt encoder and mask decoder on a point grid."""
+    prompt_encoder, mask_decoder = encoder.prompt_encoder, encoder.mask_decoder
+    if prompt_encoder is None or mask_decoder is None:
+        raise ConfigError(
+            f"encoder '{encoder.spec.name}' has no SAM prompt encoder and mask decoder; "
+            "use a SAM encoder such as mobile_sam"
+        )
 
     def propose(embedding: Tensor) -> MaskProposals:
         return propose_masks(
             embedding,
-            encoder.prompt_encoder,
-            encoder.mask_decoder,
+            prompt_encoder,
+            mask_decoder,
             input_size=encoder.input_size,
             settings=settings,
         )

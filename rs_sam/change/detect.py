@@ -20,7 +20,7 @@ from rs_sam.data.normalize import JointStretch
 from rs_sam.data.pair import BitemporalPair
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.devices import resolve_device
-from rs_sam.errors import OutputExistsError, OutputPathError
+from rs_sam.errors import ConfigError, OutputExistsError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
@@ -55,7 +55,7 @@ def detect_change(
     b: DateInput,
     output: str | Path,
     *,
-    settings: ChangeSettings = ChangeSettings(),
+    settings: ChangeSettings | None = None,
     save_probability: str | Path | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
@@ -69,7 +69,7 @@ def detect_change(
             reprojected and resampled onto it, and only the overlap is processed.
         output: vector file (.gpkg, .geojson, .shp or .parquet) of change polygons with
             ``id``, ``area_m2``, ``score_mean``, ``score_max`` (scores are angles / 180).
-        settings: model, tiling and thresholds (see :class:`ChangeSettings`).
+        settings: model, tiling and thresholds (default: :class:`ChangeSettings`()).
         save_probability: optional float32 GeoTIFF of the blended per-pixel score.
         overwrite: replace existing outputs; without it they are refused before any work.
         on_progress: called with (chips done, chips in all) after each chip.
@@ -78,7 +78,13 @@ def detect_change(
         RsSamError: a subclass naming the problem and the fix; no output is left behind.
     """
     started = time.perf_counter()
-    get_encoder(settings.encoder)  # an unknown name fails before any data is read
+    settings = settings or ChangeSettings()
+    spec = get_encoder(settings.encoder)  # an unknown name fails before any data is read
+    if spec.embedding_dim is None:
+        raise ConfigError(
+            f"encoder '{spec.name}' has no SAM image embedding and mask decoder, which zero-shot "
+            "change detection needs; use --encoder mobile_sam or sam_vit_b/l/h"
+        )
     output = check_output_path(Path(output), overwrite=overwrite)
     probability_path = _check_probability_path(save_probability, overwrite)
 

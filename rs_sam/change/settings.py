@@ -29,7 +29,7 @@ class ChangeSettings:
     pred_iou_thresh: float = 0.5
     stability_thresh: float = 0.95
     threshold: float = DEFAULT_THRESHOLD_DEG  # degrees
-    min_area: MinArea = MinArea(0.0, "px")
+    min_area: MinArea = dataclasses.field(default_factory=lambda: MinArea(0.0, "px"))
     simplify: float | None = None  # map units
     bands: tuple[int, ...] | None = None  # 1-based; None = automatic
     nodata: float | None = None  # None = each file's own nodata

@@ -53,7 +53,5 @@ def select_bands(infos: Sequence[RasterInfo], bands: Sequence[int] | None) -> tu
     if count == 1:
         return (1,)
     if count == 2:
-        raise InputRasterError(
-            f"{infos[0].label} has 2 bands; choose 1 or 3 of them with --bands"
-        )
+        raise InputRasterError(f"{infos[0].label} has 2 bands; choose 1 or 3 of them with --bands")
     return (1, 2, 3)

@@ -151,7 +151,9 @@ def _footprint_in(info: RasterInfo, crs: Any) -> Polygon:
     step = max(right - left, top - bottom) / 64
     outline = shapely.segmentize(outline, step)
     transformer = pyproj.Transformer.from_crs(info.crs, crs, always_xy=True)
-    moved = shapely.transform(outline, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    moved = shapely.transform(
+        outline, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+    )
     if not moved.is_valid or not np.all(np.isfinite(shapely.get_coordinates(moved))):
         raise InputRasterError(
             f"{info.label} cannot be transformed into the CRS of the first date; "

@@ -59,9 +59,7 @@ def parse_date_input(value: DateInput) -> list[Path]:
         if "," in text:
             paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
         elif Path(text).is_dir():
-            paths = sorted(
-                p for p in Path(text).iterdir() if p.suffix.lower() in {".tif", ".tiff"}
-            )
+            paths = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in {".tif", ".tiff"})
             if not paths:
                 raise RasterNotFoundError(
                     f"folder {text} holds no .tif files; pass a raster or a list of band files"
@@ -160,7 +158,7 @@ def _stack_vrt_xml(infos: Sequence[RasterInfo]) -> str:
         nodata = "" if info.nodata is None else f"<NoDataValue>{info.nodata!r}</NoDataValue>"
         bands.append(
             f'<VRTRasterBand dataType="{_gdal_type(info.dtype)}" band="{i}">{nodata}'
-            f"<SimpleSource><SourceFilename relativeToVRT=\"0\">"
+            f'<SimpleSource><SourceFilename relativeToVRT="0">'
             f"{escape(str(info.path.resolve()))}</SourceFilename>"
             f"<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
         )

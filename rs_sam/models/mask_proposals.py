@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from torch import Tensor
 from torchvision.ops import batched_nms, masks_to_boxes
 
 
@@ -60,8 +61,8 @@ def stability_score(logits: Tensor, offset: float) -> Tensor:
 @torch.inference_mode()
 def propose_masks(
     embedding: Tensor,
-    prompt_encoder: nn.Module,
-    mask_decoder: nn.Module,
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
     *,
     input_size: int,
     settings: ProposalSettings = ProposalSettings(),
