@@ -1,0 +1,1 @@
+"""Training: Lightning tasks, feature caching and checkpoints of trained heads."""
