@@ -65,9 +65,15 @@ from rs_sam.cli.options import (
 @click.option(
     "--threshold",
     type=float,
-    default=145.0,
-    show_default=True,
-    help="Change angle in degrees (AnyChange library default; the paper uses 155).",
+    default=None,
+    help="Zero-shot: change angle in degrees [default: 145, AnyChange's library; the paper "
+    "uses 155]. With --model: change probability [default: 0.5].",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SAM-CD checkpoint from `rs-sam train change` (supervised) instead of zero-shot.",
 )
 @compose(min_area_option, simplify_option, bands_option, nodata_option)
 @click.option(
@@ -86,13 +92,14 @@ def detect_change(
     checkpoint: str | None,
     weights: str,
     device: str,
-    chip_size: int,
-    overlap: int,
+    chip_size: int | None,
+    overlap: int | None,
     batch_size: int,
     points_per_side: int,
     pred_iou_thresh: float,
     stability_thresh: float,
-    threshold: float,
+    threshold: float | None,
+    model: str | None,
     min_area: str,
     simplify: float | None,
     bands: str | None,
@@ -126,6 +133,7 @@ def detect_change(
         pred_iou_thresh=pred_iou_thresh,
         stability_thresh=stability_thresh,
         threshold=threshold,
+        model=Path(model) if model else None,
         min_area=MinArea.parse(min_area),
         simplify=simplify,
         bands=parse_bands(bands),

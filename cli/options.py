@@ -93,16 +93,15 @@ device_option = click.option(
 chip_size_option = click.option(
     "--chip-size",
     type=int,
-    default=1024,
-    show_default=True,
-    help="Chip side in pixels of a's grid.",
+    default=None,
+    help="Chip side in pixels of a's grid [default: 1024, or the model's training chip].",
 )
 overlap_option = click.option(
     "--overlap",
     type=int,
-    default=128,
-    show_default=True,
-    help="Pixels shared by neighbouring chips (blended smoothly; must be < chip size / 2).",
+    default=None,
+    help="Pixels shared by neighbouring chips, blended smoothly; < chip size / 2 "
+    "[default: chip size / 8].",
 )
 bands_option = click.option(
     "--bands",

@@ -1,7 +1,8 @@
 """``detect_change``: the single entry behind the CLI, the examples and QGIS.
 
 raster pair -> chips on a's grid -> joint normalisation -> frozen SAM encoder ->
-AnyChange scores -> blended probability mosaic -> polygons -> vector file.
+per-chip scores (zero-shot AnyChange, or a trained SAM-CD head) -> blended probability
+mosaic -> polygons -> vector file.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from rs_sam.change.anychange import ChipScore, sam_proposer, score_chip
 from rs_sam.change.settings import ChangeSettings
+from rs_sam.change.supervised import load_change_model
 from rs_sam.data.bands import select_bands
 from rs_sam.data.normalize import JointStretch
-from rs_sam.data.pair import BitemporalPair
+from rs_sam.data.pair import BitemporalPair, ChipPair
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError, OutputExistsError, OutputPathError
@@ -61,14 +67,18 @@ def detect_change(
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> ChangeResult:
-    """Zero-shot change detection between two rasters of the same area.
+    """Change detection between two rasters of the same area, to polygons.
+
+    Zero-shot (AnyChange latent matching with a SAM encoder) unless ``settings.model``
+    names a SAM-CD checkpoint trained with ``rs-sam train change``.
 
     Args:
         a, b: the earlier and later date (a path, a comma-separated list or sequence of
             single-band files, or a folder of them). The output lies on a's grid; b is
             reprojected and resampled onto it, and only the overlap is processed.
         output: vector file (.gpkg, .geojson, .shp or .parquet) of change polygons with
-            ``id``, ``area_m2``, ``score_mean``, ``score_max`` (scores are angles / 180).
+            ``id``, ``area_m2``, ``score_mean``, ``score_max`` (zero-shot scores are
+            change angles / 180; with a model, change probabilities).
         settings: model, tiling and thresholds (default: :class:`ChangeSettings`()).
         save_probability: optional float32 GeoTIFF of the blended per-pixel score.
         overwrite: replace existing outputs; without it they are refused before any work.
@@ -80,7 +90,7 @@ def detect_change(
     started = time.perf_counter()
     settings = settings or ChangeSettings()
     spec = get_encoder(settings.encoder)  # an unknown name fails before any data is read
-    if spec.embedding_dim is None:
+    if settings.model is None and spec.embedding_dim is None:
         raise ConfigError(
             f"encoder '{spec.name}' has no SAM image embedding and mask decoder, which zero-shot "
             "change detection needs; use --encoder mobile_sam or sam_vit_b/l/h"
@@ -90,38 +100,32 @@ def detect_change(
 
     with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
         workdir = Path(tmp)
+        device = resolve_device(settings.device)
         info_a = open_date(a, workdir=workdir)
         info_b = open_date(b, workdir=workdir)
-        bands = select_bands([info_a, info_b], settings.bands)
+        trained = None
+        if settings.model is not None:
+            trained = load_change_model(settings.model, device=device)
+        model_bands = trained.metadata.bands if trained else None
+        bands = select_bands([info_a, info_b], settings.bands or model_bands)
         pair = BitemporalPair(info_a, info_b, bands=bands, nodata=settings.nodata)
         stretch = JointStretch.fit(pair)
-        device = resolve_device(settings.device)
-        encoder = load_encoder(
-            settings.encoder,
-            weights=settings.weights,
-            checkpoint=settings.checkpoint,
-            device=device,
-        )
-        proposer = sam_proposer(encoder, settings.proposals)
-        windows = chip_windows(pair.grid, settings.chip_size, settings.overlap)
+        chip_size, overlap = settings.tiling(trained.metadata.chip_size if trained else None)
+        score = trained.score_chip if trained else _zero_shot_scorer(settings, device)
+        windows = chip_windows(pair.grid, chip_size, overlap)
 
         def compute(window: ChipWindow) -> ChipScore:
             chip = pair.read_chip(window)
-            return score_chip(
-                chip, stretch.apply(chip.image_a), stretch.apply(chip.image_b), encoder, proposer
-            )
+            return score(chip, stretch.apply(chip.image_a), stretch.apply(chip.image_b))
 
         mosaic_path = workdir / "probability.tif"
         with ProbabilityMosaic(
-            pair.grid,
-            chip_size=settings.chip_size,
-            overlap=settings.overlap,
-            workdir=workdir,
+            pair.grid, chip_size=chip_size, overlap=overlap, workdir=workdir
         ) as mosaic:
             run_chips(
                 windows,
                 compute,
-                lambda window, score: mosaic.add(window, score.probability, score.valid),
+                lambda window, result: mosaic.add(window, result.probability, result.valid),
                 show_progress=show_progress,
                 description="detect-change",
                 on_progress=on_progress,
@@ -130,7 +134,7 @@ def detect_change(
 
         polygons = polygonize_probability(
             mosaic_path,
-            threshold=settings.threshold / 180.0,
+            threshold=settings.probability_threshold,
             min_area=settings.min_area,
             simplify=settings.simplify,
         )
@@ -146,6 +150,16 @@ def detect_change(
         seconds=time.perf_counter() - started,
         megapixels=pair.grid.width * pair.grid.height / 1e6,
     )
+
+
+def _zero_shot_scorer(
+    settings: ChangeSettings, device: torch.device
+) -> Callable[[ChipPair, np.ndarray, np.ndarray], ChipScore]:
+    encoder = load_encoder(
+        settings.encoder, weights=settings.weights, checkpoint=settings.checkpoint, device=device
+    )
+    proposer = sam_proposer(encoder, settings.proposals)
+    return lambda chip, image_a, image_b: score_chip(chip, image_a, image_b, encoder, proposer)
 
 
 def _check_probability_path(path: str | Path | None, overwrite: bool) -> Path | None:

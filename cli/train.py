@@ -1,0 +1,110 @@
+"""``rs-sam train ...`` and ``rs-sam evaluate ...``: training and evaluating heads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from rs_sam.cli.options import handle_errors, quiet_option, setup_output, verbose_option
+
+
+@click.group()
+def train() -> None:
+    """Train models from YAML configs (see configs/)."""
+
+
+@train.command("change")
+@click.option("--config", required=True, type=click.Path(dir_okay=False), help="YAML config.")
+@click.option(
+    "--resume",
+    default="auto",
+    show_default=True,
+    help="'auto': continue from the run's last.ckpt if there is one; 'never'; or a .ckpt path.",
+)
+@click.option("--max-epochs", type=int, default=None, help="Override trainer.max_epochs.")
+@click.option("--run-dir", default=None, help="Override trainer.default_root_dir.")
+@verbose_option
+@quiet_option
+@handle_errors
+def train_change(
+    config: str,
+    resume: str,
+    max_epochs: int | None,
+    run_dir: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Train SAM-CD (supervised change detection) from a config."""
+    setup_output(verbose, quiet)
+    from rs_sam.training.run import train_change as run
+
+    trainer: dict[str, object] = {}
+    if max_epochs is not None:
+        trainer["max_epochs"] = max_epochs
+    if run_dir is not None:
+        trainer["default_root_dir"] = run_dir
+    result = run(config, resume=resume, show_progress=not quiet, overrides={"trainer": trainer})
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
+    click.echo(f"best: {result.best}  last: {result.last}", err=True)
+    click.echo(summary, err=True)
+
+
+@click.group()
+def evaluate() -> None:
+    """Evaluate trained models on labelled data."""
+
+
+@evaluate.command("change")
+@click.option("--model", required=True, type=click.Path(dir_okay=False), help="Checkpoint.")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option(
+    "--layout",
+    type=click.Choice(["folder", "airchange"]),
+    default="folder",
+    show_default=True,
+    help="folder: LEVIR-CD style A/ B/ label/; airchange: SZTAKI AirChange.",
+)
+@click.option("--split", default=None, help="folder layout: list/<split>.txt to evaluate.")
+@click.option("--pairs", default=None, help="Comma-separated pair names (default: all).")
+@click.option("--chip-size", type=int, default=None, help="[default: the model's].")
+@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@verbose_option
+@quiet_option
+@handle_errors
+def evaluate_change(
+    model: str,
+    data: str,
+    layout: str,
+    split: str | None,
+    pairs: str | None,
+    chip_size: int | None,
+    threshold: float,
+    device: str,
+    json_path: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Change-class P/R/F1/IoU/OA and class-mean IoU/F1 of a change model."""
+    setup_output(verbose, quiet)
+    from rs_sam.training.evaluate import evaluate_change as run
+
+    source: dict[str, object] = {"layout": layout, "root": data}
+    if split:
+        source["split"] = split
+    if pairs:
+        source["pairs"] = [p.strip() for p in pairs.split(",") if p.strip()]
+    metrics = run(
+        model,
+        [source],
+        chip_size=chip_size,
+        threshold=threshold,
+        device=device,
+        show_progress=not quiet,
+    )
+    click.echo(metrics.table())
+    if json_path:
+        Path(json_path).write_text(json.dumps(metrics.to_dict(), indent=2))

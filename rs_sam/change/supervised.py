@@ -1,0 +1,98 @@
+"""Supervised change detection at inference: a trained SAM-CD head scores each chip."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rs_sam.change.anychange import ChipScore
+from rs_sam.data.pair import ChipPair
+from rs_sam.errors import CheckpointError
+from rs_sam.models.encoders import RandomWeightsWarning, load_encoder
+from rs_sam.models.samcd import SamCD
+from rs_sam.training.checkpoint import HeadMetadata, encoder_fingerprint, read_head_checkpoint
+
+
+@dataclass
+class TrainedChangeModel:
+    """A SAM-CD network rebuilt from a checkpoint written by ``rs-sam train change``."""
+
+    network: SamCD
+    metadata: HeadMetadata
+
+    @torch.inference_mode()
+    def score_chip(self, chip: ChipPair, image_a: np.ndarray, image_b: np.ndarray) -> ChipScore:
+        """Change probability of one chip: a pure function of its pixels and the model.
+
+        Args:
+            chip: raw chip (for its validity mask).
+            image_a, image_b: (3, S, S) float32 0..255 normalised images.
+        """
+        device = next(self.network.parameters()).device
+        a = torch.from_numpy(image_a)[None].to(device)
+        b = torch.from_numpy(image_b)[None].to(device)
+        output = self.network(a, b)
+        probability = torch.sigmoid(output.change[0, 0]).float().cpu().numpy()
+        probability[~chip.valid] = 0.0
+        return ChipScore(probability, chip.valid, proposals=0)
+
+
+def load_change_model(path: str | Path, *, device: torch.device) -> TrainedChangeModel:
+    """Rebuild the encoder named in the checkpoint, then the head, and load its weights.
+
+    Raises:
+        CheckpointError: no rs-sam metadata, or the available encoder weights are not
+            the ones the head was trained on (their sha256 differ).
+    """
+    metadata, hparams, state = read_head_checkpoint(path)
+    if metadata.task != "change":
+        raise CheckpointError(
+            f"{path} is a '{metadata.task}' model; detect-change --model needs a change model"
+        )
+    with warnings.catch_warnings():
+        if metadata.encoder_weights == "random":
+            # Trained on random features (tests, demos): say so once, loudly.
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            warnings.warn(
+                RandomWeightsWarning(
+                    f"{path} was trained on a RANDOM '{metadata.encoder}' encoder: its output "
+                    "only demonstrates the pipeline"
+                ),
+                stacklevel=2,
+            )
+        encoder = load_encoder(
+            metadata.encoder,
+            weights="random" if metadata.encoder_weights == "random" else "official",
+            tiny=metadata.tiny_encoder,
+        )
+    if metadata.encoder_weights != "random" and metadata.freeze_encoder:
+        found = encoder_fingerprint(encoder, None)
+        if found != metadata.encoder_sha256:
+            raise CheckpointError(
+                f"{path} was trained on '{metadata.encoder}' weights with sha256 "
+                f"{metadata.encoder_sha256} but the available file has {found}; "
+                "use the encoder checkpoint it was trained with"
+            )
+    network = SamCD(
+        encoder,
+        latent_classes=metadata.latent_classes,
+        adapter_reduction=hparams.get("adapter_reduction", 4),
+        residual_blocks=hparams.get("residual_blocks", 6),
+        decoder_channels=hparams.get("decoder_channels", 64),
+        freeze_encoder=metadata.freeze_encoder,
+    )
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if metadata.freeze_encoder and any(k.startswith("encoder.") for k in weights):
+        # A random frozen encoder travels in the checkpoint (it cannot be rebuilt).
+        encoder_state = {
+            k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")
+        }
+        network.encoder.load_state_dict(encoder_state)
+        weights = {k: v for k, v in weights.items() if not k.startswith("encoder.")}
+    network.load_head_state_dict(weights)
+    network.eval()
+    return TrainedChangeModel(network.to(device), metadata)

@@ -1,0 +1,105 @@
+"""Checkpoints of trained heads: small, self-describing, and loaded without running code.
+
+A Lightning checkpoint written by ``rs-sam train`` holds the trainable weights and, under
+the key ``"rs_sam"``, a :class:`HeadMetadata` record: the encoder and the sha256 of its
+checkpoint, the chip size, bands and normalisation, the head's hyperparameters. That is
+everything inference needs; the frozen encoder's weights are not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rs_sam.checkpoints import file_sha256, resolve_checkpoint
+from rs_sam.errors import CheckpointError, CheckpointNotFoundError
+from rs_sam.models.encoders import FrozenEncoder, get_encoder
+
+CHECKPOINT_KEY = "rs_sam"
+
+
+@dataclass(frozen=True)
+class HeadMetadata:
+    """What a trained head needs besides its weights."""
+
+    task: str  # "change"
+    encoder: str
+    encoder_weights: str  # "official" or "random"
+    encoder_sha256: str | None  # of the encoder checkpoint file; None for random weights
+    tiny_encoder: bool
+    input_size: int
+    chip_size: int
+    bands: tuple[int, ...] | None
+    normalisation: str
+    latent_classes: int
+    temperature: float
+    freeze_encoder: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["bands"] = list(self.bands) if self.bands else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: Path) -> HeadMetadata:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(values))
+        if missing:
+            raise CheckpointError(
+                f"{source} has incomplete rs-sam metadata (missing {', '.join(missing)}); "
+                "retrain it with this version of rs-sam"
+            )
+        values = {k: values[k] for k in names}
+        values["bands"] = tuple(values["bands"]) if values["bands"] else None
+        return cls(**values)
+
+
+def encoder_fingerprint(encoder: FrozenEncoder, checkpoint: str | Path | None) -> str | None:
+    """sha256 of the file the encoder's weights came from (None for random weights)."""
+    if encoder.random_weights:
+        return None
+    if checkpoint is not None:
+        return file_sha256(checkpoint)
+    spec = encoder.spec
+    return spec.checkpoint.sha256 or file_sha256(resolve_checkpoint(spec, download=False))
+
+
+def read_head_checkpoint(path: str | Path) -> tuple[HeadMetadata, dict[str, Any], dict[str, Any]]:
+    """Metadata, hyperparameters and state dict of a checkpoint written by ``rs-sam train``.
+
+    Raises:
+        CheckpointNotFoundError: the file does not exist.
+        CheckpointError: not a checkpoint, unsafe to load, or without rs-sam metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"model checkpoint {path} does not exist; check the path")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for unsafe or corrupt files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} cannot be loaded safely as a checkpoint ({first[:200]}); "
+            "pass a .ckpt written by `rs-sam train`"
+        ) from err
+    if not isinstance(content, dict) or CHECKPOINT_KEY not in content:
+        raise CheckpointError(
+            f"{path} has no rs-sam metadata; pass a checkpoint written by `rs-sam train`"
+        )
+    metadata = HeadMetadata.from_dict(content[CHECKPOINT_KEY], path)
+    get_encoder(metadata.encoder)  # an encoder this version does not know fails here
+    return metadata, content.get("hyper_parameters", {}), content.get("state_dict", {})
+
+
+def check_resume(path: str | Path, *, encoder: str, tiny_encoder: bool) -> None:
+    """Refuse to resume a run whose checkpoint was trained with another encoder."""
+    metadata, _, _ = read_head_checkpoint(path)
+    if metadata.encoder != encoder or metadata.tiny_encoder != tiny_encoder:
+        raise CheckpointError(
+            f"{path} was trained with encoder '{metadata.encoder}' but the config asks for "
+            f"'{encoder}'; use the matching config or start a new run folder"
+        )

@@ -1,0 +1,104 @@
+"""``train_change``: the library entry behind ``rs-sam train change --config``.
+
+Reads a config, builds the task and the data module from their typed constructors, and
+fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` in the run folder.
+A run resumes from its ``last.ckpt`` (after checking it belongs to the same encoder).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from rs_sam.training.change_data import ChangeDataModule
+from rs_sam.training.change_task import ChangeTask
+from rs_sam.training.checkpoint import check_resume
+from rs_sam.training.config import build, load_config, trainer_arguments
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run left its checkpoints, and its last validation metrics."""
+
+    run_dir: Path
+    best: Path | None
+    last: Path | None
+    metrics: dict[str, float]
+
+
+def train_change(
+    config: str | Path,
+    *,
+    resume: Literal["auto", "never"] | str = "auto",
+    show_progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train SAM-CD from a YAML config (see ``configs/change/``).
+
+    Args:
+        config: YAML with ``model``, ``data``, ``trainer`` sections and ``seed``.
+        resume: ``auto`` continues from ``<run>/checkpoints/last.ckpt`` when present,
+            ``never`` starts afresh, any other value is a checkpoint path to resume from.
+        overrides: per-section values that replace the config's (e.g. from the CLI).
+    """
+    values = load_config(config)
+    for section, changes in (overrides or {}).items():
+        values[section] = {**(values.get(section) or {}), **changes}
+    lightning.seed_everything(values.get("seed", 0), workers=True, verbose=False)
+    trainer_args = trainer_arguments(values.get("trainer"))
+    run_dir = Path(trainer_args.pop("default_root_dir", "runs/change"))
+    model_args = dict(values.get("model") or {})
+    data = build(ChangeDataModule, values.get("data"), "data")
+    model_args.setdefault("chip_size", data.chip_size)
+    task = build(ChangeTask, model_args, "model")
+
+    checkpoint_dir = run_dir / "checkpoints"
+    ckpt_path = _resume_path(resume, checkpoint_dir)
+    if ckpt_path is not None:
+        check_resume(
+            ckpt_path, encoder=task.hparams.encoder, tiny_encoder=task.hparams.tiny_encoder
+        )
+        log.info("resuming from %s", ckpt_path)
+    data.attach_encoder(task.model.encoder, encoder_sha256=task.encoder_sha256)
+
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor="val/f1",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,
+    )
+    trainer = lightning.Trainer(
+        default_root_dir=run_dir,
+        callbacks=[best],
+        logger=CSVLogger(run_dir, name="logs"),
+        enable_progress_bar=show_progress,
+        enable_model_summary=show_progress,
+        **trainer_args,
+    )
+    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    last = checkpoint_dir / "last.ckpt"
+    return TrainResult(
+        run_dir=run_dir,
+        best=Path(best.best_model_path) if best.best_model_path else None,
+        last=last if last.exists() else None,
+        metrics={k: float(v) for k, v in trainer.callback_metrics.items()},
+    )
+
+
+def _resume_path(resume: str, checkpoint_dir: Path) -> Path | None:
+    if resume == "never":
+        return None
+    if resume == "auto":
+        last = checkpoint_dir / "last.ckpt"
+        return last if last.exists() else None
+    return Path(resume)
