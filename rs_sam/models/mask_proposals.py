@@ -1,7 +1,8 @@
 """SAM automatic mask proposals from a precomputed image embedding, batched over prompts.
 
-A regular grid of single-point prompts is decoded in batches by the official prompt
-encoder and mask decoder. Unlike the official automatic mask generator, masks stay at the
+A regular grid of single-point prompts is decoded in batches with the official prompt
+encoder and mask decoder's weights, through :func:`~rs_sam.models.fast_decoder.decode_points`
+(an exact reorganisation of the official forward). Unlike the official automatic mask generator, masks stay at the
 decoder's low resolution (4x the embedding side, 256x256 for a 1024 input) and nothing
 is run-length encoded: filtering (predicted IoU, stability), box NMS and everything
 downstream work on boolean low-resolution masks, which is where the official generator
@@ -16,6 +17,8 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import Tensor
 from torchvision.ops import batched_nms, masks_to_boxes
+
+from rs_sam.models.fast_decoder import decode_points
 
 
 @dataclass(frozen=True)
@@ -80,18 +83,11 @@ def propose_masks(
     """
     device = embedding.device
     points = point_grid(settings.points_per_side, input_size).to(device)
-    dense_pe = prompt_encoder.get_dense_pe()
     kept_masks, kept_scores, kept_stability = [], [], []
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
-        labels = torch.ones(len(batch), 1, dtype=torch.int64, device=device)
-        sparse, dense = prompt_encoder(points=(batch[:, None, :], labels), boxes=None, masks=None)
-        logits, iou = mask_decoder(
-            image_embeddings=embedding,
-            image_pe=dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=True,
+        logits, iou = decode_points(
+            prompt_encoder, mask_decoder, embedding, batch[:, None, :], multimask_output=True
         )
         logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*3, h, w), (B*3,)
         stability = stability_score(logits, settings.stability_offset)

@@ -1,0 +1,560 @@
+"""Fast decoding of many point prompts against one image embedding.
+
+``decode_points`` returns what the official ``segment_anything`` prompt encoder and mask
+decoder return for a batch of point prompts, but reorganises the computation so that the
+per-prompt cost over the 4096 image tokens is a few large matrix products instead of the
+official projections, head transposes and repeated copies of the image embedding. The
+results equal the official forward up to float rounding; every rewrite below is an exact
+algebraic identity:
+
+* Without a mask prompt the dense prompt embedding is ``no_mask_embed`` for every prompt,
+  so the image side entering the first transformer block is one tensor shared by all
+  prompts. Its projections (keys and values of the token-to-image attention, queries of
+  the image-to-token attention) are computed once per call, never per prompt, and the
+  embedding is never ``repeat_interleave``-d.
+* Attention of the few tokens (iou + mask + point tokens, T = 5 + P + 1) against the image
+  tokens is folded onto the token side. With ``k = x W_k^T + b_k`` the scores of a query
+  ``q`` are ``x . (W_k^T q) + q . b_k``; the second term is constant along the softmax
+  axis and drops out. Values pass through the softmax: ``attn @ (x W_v^T + b_v) =
+  (attn @ x) W_v^T + b_v`` because attention rows sum to one.
+* In the image-to-token attention the image-side query projection is folded into the token
+  keys, ``(x W_q^T + b_q) . k = x . (W_q^T k) + b_q . k``, so the scores of all heads come
+  from one product over the channels, laid out as (prompt, pixel, head, token). In the
+  first block the image queries are shared and projected once; a product with the
+  block-diagonal (over heads) token keys of all prompts gives (pixel, prompt, head, token).
+  The value and output projections are folded into per-token rows ``U = v_h W_o,h^T +
+  b_o / h`` (the bias is split over the heads, each of whose attention rows sums to one),
+  so the (prompt, pixel, channel) update is a single ``baddbmm`` that also adds the
+  residual. The token axis is padded to a multiple of 8 with slots whose score is ``-inf``
+  (weight exactly 0, value row 0): the CPU softmax is several times faster on such rows.
+* The following LayerNorm needs no mean in the first block: the shared residual and the
+  rows ``U`` are centred over channels beforehand, so their sum is centred by construction.
+  LayerNorms over image tokens run in place (the CPU kernel is several times slower).
+* Image tokens are processed in tiles of whole embedding rows. The token-to-image attention
+  that follows each image-to-token update runs on the same tile while it is in cache, with
+  an online softmax (running maximum and normaliser, flash-attention style), so the
+  per-prompt image tokens are written once and read back once per block.
+* The output upscaling (two stride-2, kernel-2 transposed convolutions) is a per-pixel
+  linear map, computed as matrix products in channels-last layout, prompt by prompt and
+  tile by tile so that the 16x larger upscaled tensors stay in cache. The weights of the
+  first one are centred over its output channels per sub-pixel, which makes its output
+  already centred for the following LayerNorm2d. One block copy puts the upscaled pixels
+  in output order, and the hypernetwork product writes the masks in place.
+* Prompts run in chunks through work buffers allocated once per call: on CPU, fresh large
+  tensors cost more in page faults than the arithmetic that fills them.
+
+Prompts are points only (no boxes, no mask inputs). The fast path needs the official
+classes of ``segment_anything`` (``MaskDecoder`` with a ``TwoWayTransformer``, see
+``is_supported``); anything else (a subclass such as an HQ decoder, another transformer, a
+batch of several embeddings) goes through the official forward unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
+from torch import Tensor, nn
+
+__all__ = ["decode_points", "is_supported"]
+
+#: Prompts decoded together: the image tokens of a chunk stay in memory (4 MiB per prompt
+#: for 256 channels on a 64x64 embedding). 4 to 16 perform alike on a 2-core CPU.
+DEFAULT_CHUNK = 8
+#: Image tokens per tile of the per-pixel steps (rounded down to whole embedding rows).
+DEFAULT_TILE_PIXELS = 512
+
+_aten = torch.ops.aten
+
+
+def is_supported(prompt_encoder: nn.Module, mask_decoder: nn.Module) -> bool:
+    """Whether ``decode_points`` takes the fast path for these modules (else: official)."""
+    if not isinstance(prompt_encoder, PromptEncoder) or not isinstance(mask_decoder, MaskDecoder):
+        return False
+    if type(mask_decoder).forward is not MaskDecoder.forward:
+        return False
+    if type(mask_decoder).predict_masks is not MaskDecoder.predict_masks:
+        return False
+    tr = mask_decoder.transformer
+    if type(tr) is not TwoWayTransformer or type(tr.final_attn_token_to_image) is not Attention:
+        return False
+    if len(tr.layers) == 0:
+        return False
+    for layer in tr.layers:
+        if type(layer) is not TwoWayAttentionBlock:
+            return False
+        for attn in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token):
+            if type(attn) is not Attention:
+                return False
+        if type(layer.norm4) is not nn.LayerNorm or len(layer.norm4.normalized_shape) != 1:
+            return False
+    up = mask_decoder.output_upscaling
+    if not isinstance(up, nn.Sequential) or len(up) != 5:
+        return False
+    conv1, norm, act1, conv2, act2 = up
+    for conv in (conv1, conv2):
+        if type(conv) is not nn.ConvTranspose2d or not _is_pixel_shuffle_conv(conv):
+            return False
+    if type(norm) is not LayerNorm2d:
+        return False
+    return _activation(act1) is not None and _activation(act2) is not None
+
+
+@torch.inference_mode()
+def decode_points(
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embedding: Tensor,
+    points: Tensor,
+    labels: Tensor | None = None,
+    *,
+    multimask_output: bool = True,
+    chunk: int = DEFAULT_CHUNK,
+    tile_pixels: int = DEFAULT_TILE_PIXELS,
+) -> tuple[Tensor, Tensor]:
+    """Decode point prompts against one image embedding.
+
+    Equivalent (up to float rounding) to the official::
+
+        sparse, dense = prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        mask_decoder(image_embeddings=embedding, image_pe=prompt_encoder.get_dense_pe(),
+                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                     multimask_output=multimask_output)
+
+    Args:
+        prompt_encoder, mask_decoder: official ``segment_anything`` modules (eval mode).
+        embedding: (1, C, E, E) image embedding.
+        points: (N, P, 2) x/y prompt coordinates in input pixels.
+        labels: (N, P) point labels (1 foreground, 0 background, -1 ignored); all 1 when
+            omitted.
+        multimask_output: return the 3 ambiguity masks (True) or the single mask (False).
+        chunk: prompts decoded together (memory vs. per-operation overhead).
+        tile_pixels: image tokens per tile of the per-pixel steps (whole embedding rows).
+
+    Returns:
+        Low-resolution mask logits (N, M, 4E, 4E) and predicted IoU (N, M), with M = 3 or 1.
+    """
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"points must be (N, P, 2), got {tuple(points.shape)}")
+    if labels is None:
+        labels = torch.ones(points.shape[:2], dtype=torch.int64, device=points.device)
+    if labels.shape != points.shape[:2]:
+        raise ValueError(f"labels must be {tuple(points.shape[:2])}, got {tuple(labels.shape)}")
+    if chunk < 1 or tile_pixels < 1:
+        raise ValueError(f"chunk and tile_pixels must be >= 1, got {chunk}, {tile_pixels}")
+    sparse, dense = prompt_encoder(points=(points, labels), boxes=None, masks=None)
+    image_pe = prompt_encoder.get_dense_pe()
+    shared_dense = dense.shape[0] == 1 or dense.stride(0) == 0
+    if (
+        embedding.ndim != 4
+        or embedding.shape[0] != 1
+        or not shared_dense
+        or not is_supported(prompt_encoder, mask_decoder)
+    ):
+        return mask_decoder(
+            image_embeddings=embedding,
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+    if points.shape[0] == 0:  # the official decoder fails on an empty batch
+        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(embedding)
+    return _FastDecoder(mask_decoder, embedding, image_pe, dense[:1]).run(
+        sparse, multimask_output=multimask_output, chunk=chunk, tile_pixels=tile_pixels
+    )
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+
+
+def _is_pixel_shuffle_conv(conv: nn.ConvTranspose2d) -> bool:
+    """A transposed convolution that maps each input pixel to its own 2x2 output block."""
+    return (
+        tuple(conv.kernel_size) == (2, 2)
+        and tuple(conv.stride) == (2, 2)
+        and tuple(conv.padding) == (0, 0)
+        and tuple(conv.output_padding) == (0, 0)
+        and tuple(conv.dilation) == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def _activation(module: nn.Module):
+    """An in-place element-wise function equal to ``module``, or None if unknown."""
+    if type(module) is nn.GELU:
+        approximate = module.approximate
+        return lambda x: _aten.gelu_(x, approximate=approximate)
+    if type(module) is nn.ReLU:
+        return torch.relu_
+    if type(module) is nn.Identity:
+        return lambda x: x
+    return None
+
+
+def _layer_norm_(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """LayerNorm over the last dimension, in place (the CPU kernel is several times slower)."""
+    x.sub_(x.mean(-1, keepdim=True))
+    _scale_to_unit_variance_(x, eps)
+    return _affine_(x, weight, bias)
+
+
+def _affine_(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """x * weight + bias over the last dimension, in place."""
+    if weight is not None and bias is not None:
+        return torch.addcmul(bias, x, weight, out=x)
+    if weight is not None:
+        x.mul_(weight)
+    if bias is not None:
+        x.add_(bias)
+    return x
+
+
+def _scale_to_unit_variance_(x: Tensor, eps: float) -> Tensor:
+    """Divide centred rows of ``x`` (last dimension) by sqrt(mean square + eps), in place."""
+    rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    rstd.square_().div_(x.shape[-1]).add_(eps).rsqrt_()
+    return x.mul_(rstd)
+
+
+def _softmax_(x: Tensor) -> Tensor:
+    """Softmax over the last dimension, in place on CPU (no new large tensor)."""
+    if x.device.type == "cpu":
+        return _aten._softmax.out(x, -1, False, out=x)
+    return x.copy_(torch.softmax(x, -1))
+
+
+def _pad_tokens(t: int) -> int:
+    """Token slots per head in the image-to-token attention: a multiple of 8."""
+    return -(-t // 8) * 8
+
+
+@dataclass(frozen=True)
+class _TokenSide:
+    """Token-side factors of an image-to-token attention (see _image_to_token_tokens)."""
+
+    u: Tensor  # (n, heads * slots, C): output rows per head and token slot
+    keys: Tensor  # shared: (Di, n * heads * slots) block-diagonal; else (n, C, heads * slots)
+    gamma: Tensor  # score offsets, -inf on the padding slots
+    heads: int
+    slots: int
+
+
+class _OnlineAttention:
+    """Softmax attention of a few queries over image tiles, one tile at a time.
+
+    Keeps the running maximum and normaliser of each query's scores and the weighted sum
+    of the image tokens seen so far, rescaled whenever the maximum grows, so that the
+    result equals ``softmax(scores) @ keys`` over all tiles.
+    """
+
+    def __init__(self, g: Tensor) -> None:
+        self.max = g.new_full(g.shape[:2], -math.inf)
+        self.norm = g.new_zeros(g.shape[:2])
+        self.sum = g.new_zeros(g.shape)
+
+    def update(self, scores: Tensor, keys: Tensor) -> None:
+        """scores (n, Q, B) of this tile (overwritten) against keys (n, B, C)."""
+        new_max = torch.maximum(self.max, scores.amax(-1))
+        scores.sub_(new_max.unsqueeze(-1)).exp_()
+        rescale = torch.exp(self.max - new_max)
+        self.max = new_max
+        self.norm.mul_(rescale).add_(scores.sum(-1))
+        self.sum.mul_(rescale.unsqueeze(-1)).baddbmm_(scores, keys)
+
+    def result(self) -> Tensor:
+        return self.sum / self.norm.unsqueeze(-1)
+
+
+class _FastDecoder:
+    """One call of ``decode_points``: image-only precomputation, then chunks of prompts.
+
+    The image tokens of a chunk live in tiles of whole embedding rows, ``keys[i]`` being
+    (n, rows * E, C): per-pixel steps (image-to-token attention, LayerNorm, upscaling) run
+    tile by tile on cache-sized pieces, and only the token-to-image softmax spans all tiles.
+    """
+
+    def __init__(
+        self, decoder: MaskDecoder, embedding: Tensor, image_pe: Tensor, dense: Tensor
+    ) -> None:
+        self.decoder = decoder
+        self.transformer = decoder.transformer
+        _, c, eh, ew = embedding.shape
+        self.c, self.eh, self.ew, self.hw = c, eh, ew, eh * ew
+        self.dtype, self.device = embedding.dtype, embedding.device
+        # (1, HW, C) channels-last image tokens, as the official src / pos_src
+        self.src = (embedding + dense).flatten(2).transpose(1, 2).contiguous()
+        self.pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        # the first block's image side is the same for every prompt: project it once
+        layer = self.transformer.layers[0]
+        kpe = self.src[0] + self.pe[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+        self.t2i_k0 = F.linear(kpe, t2i.k_proj.weight, t2i.k_proj.bias)  # (HW, Di)
+        self.t2i_v0 = F.linear(self.src[0], t2i.v_proj.weight, t2i.v_proj.bias)
+        self.i2t_q0 = F.linear(kpe, i2t.q_proj.weight, i2t.q_proj.bias)
+        self.src_centred = self.src - self.src.mean(-1, keepdim=True)
+        self._prepare_upscaling()
+        self.buffers: dict[str, Tensor] = {}
+
+    def _prepare_upscaling(self) -> None:
+        """Both transposed convolutions as per-pixel matrices, (a, b, channel) columns."""
+        conv1, _, _, conv2, _ = self.decoder.output_upscaling
+        c1, c2 = conv1.out_channels, conv2.out_channels
+        w1 = conv1.weight.permute(0, 2, 3, 1)  # (C, 2, 2, C1)
+        b1 = conv1.bias if conv1.bias is not None else w1.new_zeros(c1)
+        # centred over C1 per sub-pixel: the output is already centred for LayerNorm2d
+        self.w1 = (w1 - w1.mean(-1, keepdim=True)).reshape(self.c, 4 * c1)
+        self.b1 = (b1 - b1.mean()).repeat(4)
+        self.w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)
+        b2 = conv2.bias if conv2.bias is not None else self.w2.new_zeros(c2)
+        self.b2 = b2.repeat(4)
+        self.c1, self.c2 = c1, c2
+
+    # ------------------------------------------------------------------------ driver
+
+    def run(
+        self, sparse: Tensor, *, multimask_output: bool, chunk: int, tile_pixels: int
+    ) -> tuple[Tensor, Tensor]:
+        dec = self.decoder
+        n_total = sparse.shape[0]
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(n_total, -1, -1), sparse), dim=1)
+        mask_ids = list(range(1, dec.num_mask_tokens)) if multimask_output else [0]
+        rows = max(1, min(self.eh, tile_pixels // self.ew))
+        self.tiles = [(r, min(r + rows, self.eh)) for r in range(0, self.eh, rows)]
+        masks = torch.empty(
+            (n_total, len(mask_ids), 4 * self.eh, 4 * self.ew), dtype=self.dtype, device=self.device
+        )
+        ious = [masks.new_empty((0, len(mask_ids)))]  # no prompts: empty results
+        if n_total == 0:
+            return masks, ious[0]
+        try:
+            for start in range(0, n_total, chunk):
+                stop = min(start + chunk, n_total)
+                queries, keys = self._transformer(tokens[start:stop])
+                ious.append(dec.iou_prediction_head(queries[:, 0, :])[:, mask_ids])
+                hyper = torch.stack(
+                    [dec.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in mask_ids],
+                    dim=1,
+                )
+                for (r0, r1), keys_t in zip(self.tiles, keys, strict=True):
+                    out = masks[start:stop, :, 4 * r0 : 4 * r1]
+                    self._masks_tile(keys_t, hyper, r1 - r0, out=out)
+        finally:
+            self.buffers = {}
+        return masks, torch.cat(ious)
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
+        """A work tensor reused across tiles and chunks (fresh memory costs page faults)."""
+        numel = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=self.dtype, device=self.device)
+            self.buffers[name] = buf
+        return buf[:numel].view(shape)
+
+    # ------------------------------------------------------------------- transformer
+
+    def _transformer(self, tokens: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """TwoWayTransformer on a chunk: queries (n, T, C) and the keys' tiles."""
+        tr = self.transformer
+        layers = list(tr.layers)
+        n, _, c = tokens.shape
+        ew = self.ew
+        flat = self._buffer("keys", (n * self.hw * c,))
+        keys, offset = [], 0
+        for r0, r1 in self.tiles:
+            size = n * (r1 - r0) * ew * c
+            keys.append(flat[offset : offset + size].view(n, (r1 - r0) * ew, c))
+            offset += size
+        query_pe = tokens
+
+        # first block up to its image-to-token attention: image side shared by all prompts
+        first = layers[0]
+        queries = self._self_attention(first, tokens, query_pe)
+        attn_out = self._token_to_image_shared(first.cross_attn_token_to_image, queries + query_pe)
+        queries = first.norm2(queries + attn_out)
+        queries = first.norm3(queries + first.mlp(queries))
+
+        for index, layer in enumerate(layers):
+            shared = index == 0
+            i2t = self._image_to_token_tokens(
+                layer.cross_attn_image_to_token, queries + query_pe, queries, shared=shared
+            )
+            # the next token-to-image attention's queries depend on tokens only: it runs
+            # tile by tile right after the keys it attends to (online softmax)
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if following is not None:
+                queries = self._self_attention(following, queries, query_pe)
+                t2i = following.cross_attn_token_to_image
+            else:
+                t2i = tr.final_attn_token_to_image
+            g = self._token_to_image_queries(t2i, queries + query_pe)  # (n, hT, C)
+            online = _OnlineAttention(g)
+            norm = layer.norm4
+            for (r0, r1), keys_t in zip(self.tiles, keys, strict=True):
+                l0, l1 = r0 * ew, r1 * ew
+                self._image_to_token_tile(i2t, l0, l1, keys_t, shared=shared)
+                if shared:  # the sum is centred already (see _image_to_token_tokens)
+                    _scale_to_unit_variance_(keys_t, norm.eps)
+                    _affine_(keys_t, norm.weight, norm.bias)
+                else:
+                    _layer_norm_(keys_t, norm.weight, norm.bias, norm.eps)
+                kpe = torch.add(keys_t, self.pe[:, l0:l1], out=self._buffer("kpe", keys_t.shape))
+                scores = torch.bmm(
+                    g, kpe.transpose(1, 2), out=self._buffer("t2i_tile", (n, g.shape[1], l1 - l0))
+                )
+                online.update(scores, keys_t)
+            attn_out = self._token_to_image_output(t2i, online.result())
+            if following is not None:
+                queries = following.norm2(queries + attn_out)
+                queries = following.norm3(queries + following.mlp(queries))
+            else:
+                queries = tr.norm_final_attn(queries + attn_out)
+        return queries, keys
+
+    @staticmethod
+    def _self_attention(layer: TwoWayAttentionBlock, queries: Tensor, query_pe: Tensor) -> Tensor:
+        if layer.skip_first_layer_pe:
+            queries = layer.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + layer.self_attn(q=q, k=q, v=queries)
+        return layer.norm1(queries)
+
+    def _token_to_image_shared(self, attn: Attention, q: Tensor) -> Tensor:
+        """Token-to-image attention against the first block's shared image side."""
+        n, t, _ = q.shape
+        h, di = attn.num_heads, attn.internal_dim
+        dh = di // h
+        qh = F.linear(q, attn.q_proj.weight, attn.q_proj.bias)  # (n, T, Di)
+        qh = qh.view(n * t, h, dh).transpose(0, 1).mul(1.0 / math.sqrt(dh))  # (h, nT, dh)
+        k = self.t2i_k0.view(self.hw, h, dh).permute(1, 2, 0)  # (h, dh, HW)
+        v = self.t2i_v0.view(self.hw, h, dh).transpose(0, 1)  # (h, HW, dh)
+        scores = torch.bmm(qh, k, out=self._buffer("t2i_scores", (h, n * t, self.hw)))
+        _softmax_(scores)
+        o = torch.bmm(scores, v)  # (h, nT, dh)
+        return attn.out_proj(o.transpose(0, 1).reshape(n, t, di))
+
+    @staticmethod
+    def _token_to_image_queries(attn: Attention, q: Tensor) -> Tensor:
+        """Token queries folded through the key projection: scores = (keys + pe) @ g^T.
+
+        The term q . b_k is constant along the softmax axis and drops out.
+        """
+        n, t, c = q.shape
+        h, dh = attn.num_heads, attn.internal_dim // attn.num_heads
+        qh = F.linear(q, attn.q_proj.weight, attn.q_proj.bias).view(n, t, h, dh)
+        qh = qh * (1.0 / math.sqrt(dh))
+        g = torch.einsum("nthd,hdc->nhtc", qh, attn.k_proj.weight.view(h, dh, c))
+        return g.reshape(n, h * t, c)
+
+    @staticmethod
+    def _token_to_image_output(attn: Attention, weighted: Tensor) -> Tensor:
+        """Value and output projections of attention-weighted image tokens (n, hT, C)."""
+        n, ht, c = weighted.shape
+        h, di = attn.num_heads, attn.internal_dim
+        dh, t = di // h, ht // h
+        # softmax rows sum to one: attn @ (x W_v^T + b_v) = (attn @ x) W_v^T + b_v
+        o = torch.einsum(
+            "nhtc,hdc->nthd", weighted.view(n, h, t, c), attn.v_proj.weight.view(h, dh, c)
+        )
+        return attn.out_proj(o.reshape(n, t, di) + attn.v_proj.bias)
+
+    def _image_to_token_tokens(
+        self, attn: Attention, kt: Tensor, vt: Tensor, *, shared: bool
+    ) -> _TokenSide:
+        """Token-side factors of the image-to-token attention (image queries, token keys).
+
+        Scores come out with the token axis padded to a multiple of 8 slots whose score is
+        -inf (weight exactly 0).
+        """
+        n, t, c = kt.shape
+        h, di = attn.num_heads, attn.internal_dim
+        dh = di // h
+        tp = _pad_tokens(t)
+        k_tok = F.linear(kt, attn.k_proj.weight, attn.k_proj.bias).view(n, t, h, dh)
+        k_tok = k_tok * (1.0 / math.sqrt(dh))
+        v_tok = F.linear(vt, attn.v_proj.weight, attn.v_proj.bias).view(n, t, h, dh)
+        # per-token rows of the output projection, b_o split over the heads (each head's
+        # attention row sums to one)
+        u = kt.new_zeros((n, h, tp, c))
+        u[:, :, :t] = torch.einsum("nthd,chd->nhtc", v_tok, attn.out_proj.weight.view(c, h, dh))
+        u += attn.out_proj.bias / h
+        gamma = kt.new_full((n, h, tp), -math.inf)
+        if shared:
+            # centred over channels, as is the shared residual: mean(res + A @ u) = 0 by
+            # construction and the following LayerNorm needs no mean
+            u -= u.mean(-1, keepdim=True)
+            # scores = q_img . k with q_img = W_q x + b_q shared: one product against the
+            # block-diagonal (over heads) token keys gives all prompts at once
+            kbd = kt.new_zeros((h, dh, n, h, tp))
+            heads = torch.arange(h, device=kt.device)
+            kbd[heads, :, :, heads, :t] = k_tok.permute(2, 3, 0, 1)
+            gamma[..., :t] = 0.0
+            return _TokenSide(u.view(n, h * tp, c), kbd.view(di, n * h * tp), gamma.view(-1), h, tp)
+        # scores = (W_q x + b_q) . k = x . (W_q^T k) + b_q . k
+        gq = kt.new_zeros((n, c, h, tp))
+        gq[..., :t] = torch.einsum("nthd,hdc->ncht", k_tok, attn.q_proj.weight.view(h, dh, c))
+        gamma[..., :t] = torch.einsum("nthd,hd->nht", k_tok, attn.q_proj.bias.view(h, dh))
+        return _TokenSide(
+            u.view(n, h * tp, c), gq.view(n, c, h * tp), gamma.view(n, 1, h * tp), h, tp
+        )
+
+    def _image_to_token_tile(
+        self, side: _TokenSide, l0: int, l1: int, keys_t: Tensor, *, shared: bool
+    ) -> None:
+        """keys_t += image-to-token attention (shared: keys_t = centred src + attention)."""
+        n, b, _ = keys_t.shape
+        h, tp = side.heads, side.slots
+        if shared:  # scores (B, n, h, tp)
+            scores = torch.addmm(
+                side.gamma,
+                self.i2t_q0[l0:l1],
+                side.keys,
+                out=self._buffer("i2t_scores", (b, n * h * tp)),
+            )
+            _softmax_(scores.view(b, n, h, tp))
+            weights = scores.view(b, n, h * tp).transpose(0, 1)  # (n, B, h*tp), strided
+            residual = self.src_centred[:, l0:l1].expand(n, -1, -1)
+            torch.baddbmm(residual, weights, side.u, out=keys_t)
+        else:  # scores (n, B, h, tp)
+            kpe = torch.add(keys_t, self.pe[:, l0:l1], out=self._buffer("kpe", keys_t.shape))
+            scores = self._buffer("i2t_scores", (n, b, h * tp))
+            torch.baddbmm(side.gamma, kpe, side.keys, out=scores)
+            _softmax_(scores.view(n, b, h, tp))
+            keys_t.baddbmm_(scores, side.u)
+
+    # -------------------------------------------------------------------- upscaling
+
+    def _masks_tile(self, keys_t: Tensor, hyper: Tensor, rows: int, *, out: Tensor) -> None:
+        """Upscaling and hypernetwork product of one tile into ``out`` (n, M, 4 rows, 4E).
+
+        Prompt by prompt, so that the upscaled tensors (16x the pixels) stay in cache.
+        """
+        _, norm, act1, _, act2 = self.decoder.output_upscaling
+        n, b, _ = keys_t.shape
+        m = hyper.shape[1]
+        c1, c2, ew = self.c1, self.c2, self.ew
+        act1, act2 = _activation(act1), _activation(act2)
+        y1 = self._buffer("up1", (b, 4 * c1))
+        y2 = self._buffer("up2", (b * 4, 4 * c2))
+        y2r = self._buffer("up2r", (rows, 2, 2, ew, 2, 2, c2))
+        for i in range(n):
+            torch.addmm(self.b1, keys_t[i], self.w1, out=y1)
+            y = y1.view(b * 4, c1)  # rows (i, j, a, b)
+            _scale_to_unit_variance_(y, norm.eps)  # already centred (see _prepare_upscaling)
+            _affine_(y, norm.weight, norm.bias)
+            act1(y)
+            torch.addmm(self.b2, y, self.w2, out=y2)  # columns (a2, b2, channel)
+            act2(y2)
+            # pixels to output order: rows 4i + 2a + a2, columns 4j + 2b + b2
+            y2r.copy_(y2.view(rows, ew, 2, 2, 2, 2, c2).permute(0, 2, 4, 1, 3, 5, 6))
+            torch.mm(hyper[i], y2r.view(b * 16, c2).t(), out=out[i].view(m, b * 16))
