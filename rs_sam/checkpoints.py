@@ -46,8 +46,9 @@ DEFAULT_HOME = Path("~/.cache/rs-sam")
 
 _CHUNK = 1 << 20  # bytes read per step when hashing or downloading
 _MAX_LISTED = 4  # keys or names quoted in one error message
-# What a damaged or foreign file can make torch.load raise (a text file gives a KeyError).
-_READ_ERRORS = (
+# What a damaged or foreign file can make torch.load raise (a text file gives a KeyError,
+# a truncated zip OSError EINVAL).
+TORCH_LOAD_ERRORS = (
     pickle.UnpicklingError,
     RuntimeError,
     EOFError,
@@ -334,7 +335,7 @@ def _unsafe_globals(path: Path, err: BaseException | None = None) -> list[str]:
     """
     try:
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except _READ_ERRORS:
+    except TORCH_LOAD_ERRORS:
         return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err)))) if err else []
 
 
@@ -364,7 +365,7 @@ def _torch_load(path: Path) -> Any:
             f"tensors ({_one_line(err).split('WeightsUnpickler error:')[-1].strip()[:80]}); "
             "download it again"
         ) from None
-    except _READ_ERRORS as err:
+    except TORCH_LOAD_ERRORS as err:
         raise CheckpointError(
             f"{path} is corrupt, truncated or not a PyTorch checkpoint "
             f"({type(err).__name__}: {_one_line(err)[:100]}); download it again"
@@ -479,7 +480,7 @@ def load_ultralytics_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = _existing_file(path)
     try:
         unsafe = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except _READ_ERRORS:
+    except TORCH_LOAD_ERRORS:
         unsafe = []  # legacy or damaged file: _torch_load below reports what is wrong
     refused = [name for name in unsafe if not name.startswith(_STUB_PREFIXES)]
     if refused:
@@ -513,7 +514,7 @@ def _read_any(path: Path) -> dict[str, Tensor]:
     """A state dict from either a plain checkpoint or a pickled ultralytics model."""
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except _READ_ERRORS:
+    except TORCH_LOAD_ERRORS:
         unsafe = []
     if any(name.startswith("ultralytics.") for name in unsafe):
         return load_ultralytics_state_dict(path)

@@ -52,7 +52,7 @@ class ChangeResult:
         rate = self.megapixels / self.seconds if self.seconds > 0 else float("nan")
         return (
             f"{self.chips} chips, {self.polygons} change polygons -> {self.output} "
-            f"in {self.seconds:.1f} s ({rate:.2f} MP/s)"
+            f"in {self.seconds:.1f} s ({rate:.3g} MP/s)"
         )
 
 

@@ -2,11 +2,10 @@
 
 A regular grid of single-point prompts is decoded in batches with the official prompt
 encoder and mask decoder's weights, through :func:`~rs_sam.models.fast_decoder.decode_points`
-(an exact reorganisation of the official forward). Unlike the official automatic mask generator, masks stay at the
-decoder's low resolution (4x the embedding side, 256x256 for a 1024 input) and nothing
-is run-length encoded: filtering (predicted IoU, stability), box NMS and everything
-downstream work on boolean low-resolution masks, which is where the official generator
-spends most of its time.
+(an exact reorganisation of the official forward). Unlike the official automatic mask
+generator, masks stay at the decoder's low resolution (4x the embedding side, 256x256
+for a 1024 input) and nothing is run-length encoded: filtering (predicted IoU,
+stability), box NMS and everything downstream work on boolean low-resolution masks.
 """
 
 from __future__ import annotations

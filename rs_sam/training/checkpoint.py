@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from rs_sam.checkpoints import file_sha256, resolve_checkpoint
+from rs_sam.checkpoints import TORCH_LOAD_ERRORS, file_sha256, resolve_checkpoint
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 
@@ -80,7 +80,7 @@ def read_head_checkpoint(path: str | Path) -> tuple[HeadMetadata, dict[str, Any]
         raise CheckpointNotFoundError(f"model checkpoint {path} does not exist; check the path")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for unsafe or corrupt files
+    except TORCH_LOAD_ERRORS as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"{path} cannot be loaded safely as a checkpoint ({first[:200]}); "

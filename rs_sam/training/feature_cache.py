@@ -30,12 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import re
-import struct
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,26 +41,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rs_sam.checkpoints import TORCH_LOAD_ERRORS
 from rs_sam.data.change_datasets import ChangeSample
 from rs_sam.errors import ConfigError, RsSamError
 
 #: Bumped whenever the entry layout changes; part of the key.
 CACHE_FORMAT = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# What a damaged file can make torch.load raise (a truncated zip gives OSError EINVAL).
-_READ_ERRORS = (
-    pickle.UnpicklingError,
-    OSError,
-    RuntimeError,
-    EOFError,
-    KeyError,
-    IndexError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    struct.error,
-    zipfile.BadZipFile,
-)
 
 
 class FeatureCacheMissError(RsSamError, LookupError):
@@ -200,7 +184,7 @@ class FeatureCache:
             return None
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)
-        except _READ_ERRORS as err:
+        except TORCH_LOAD_ERRORS as err:
             _warn_unusable(path, f"unreadable ({type(err).__name__})")
             return None
         problem = _entry_problem(entry, self.key, sample_id)
