@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import hashlib
-import http.server
 import importlib.util
 import os
 import pickle
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -304,26 +300,6 @@ def test_cached_file_with_wrong_size_is_refused(mobile_file: Path) -> None:
 
 
 # --------------------------------------------------------------------------- download
-
-
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
-    """A local HTTP server on 127.0.0.1 serving the folder it yields."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("RS_SAM_OFFLINE")
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _spec_for(url: str, data: bytes, *, sha256: str | None = None):
