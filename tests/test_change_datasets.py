@@ -405,6 +405,40 @@ def test_torchgeo_levircd_on_a_fake_layout(tmp_path: Path) -> None:
     assert torch.equal(sample["mask"], ChangeFolderDataset(tmp_path)[1]["mask"])
 
 
+def test_torchgeo_levircd_chips_match_the_folder_dataset(tmp_path: Path) -> None:
+    """Chipped torchgeo pairs equal the folder dataset's chips: same grid, padding, names."""
+    for i in range(2):
+        _write_pair(tmp_path, f"train_{i}.png", seed=i)
+    chipped = torchgeo_change_dataset("levircd", tmp_path, "train", chip_size=24, overlap=4)
+    folder = ChangeFolderDataset(tmp_path, chip_size=24, overlap=4)
+    assert len(chipped) == len(folder) == 2 * 4  # 32x40 pairs: 2 x 2 chips of 24 (stride 20)
+    for index in (0, 3, 5):
+        ours, theirs = chipped[index], folder[index]
+        assert ours["name"] == theirs["name"]
+        assert ours["image_a"].shape == (3, 24, 24)
+        for key in ("image_a", "image_b", "mask"):
+            assert torch.equal(ours[key], theirs[key]), key
+    assert (chipped[3]["mask"] == 255).any()  # padding past the corner is ignored
+
+
+def test_data_module_chips_torchgeo_sources(tmp_path: Path) -> None:
+    from rs_sam.training.change_data import ChangeDataModule
+
+    for i in range(2):
+        _write_pair(tmp_path, f"train_{i}.png", seed=i)
+    source = {"layout": "levircd", "root": str(tmp_path), "split": "train"}
+    data = ChangeDataModule(train=[source], chip_size=24, overlap=4, augment=False)
+    data.setup("fit")
+    assert len(data.train_set) == 8 and data.train_set[0]["mask"].shape == (24, 24)
+    with pytest.raises(ConfigError, match="'name' is set by 'layout'"):
+        ChangeDataModule(train=[{**source, "name": "oscd"}])
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) pairs in 'data.train \(levircd\)'"):
+        ChangeDataModule(train=[{**source, "pairs": ["train_0.png"]}])
+    with_bands = ChangeDataModule(train=[source], bands=[3, 2, 1])
+    with pytest.raises(ConfigError, match="reads its own RGB bands"):
+        with_bands.setup("fit")
+
+
 def test_torchgeo_levircd_missing_label_is_caught(tmp_path: Path) -> None:
     """torchgeo pairs sorted A/B/label lists by position; a missing label would shift them."""
     _write_pair(tmp_path, "test_1.png", seed=0, label=False)

@@ -526,16 +526,21 @@ def _check_label_raster(
 class TorchgeoChangeDataset(Dataset[ChangeSample]):
     """A torchgeo change dataset (``{"image": (2, C, H, W), "mask": (1, H, W)}``) as samples.
 
-    Built by :func:`torchgeo_change_dataset`. Non-uint8 imagery (OSCD) gets the joint
-    per-pair stretch of the folder datasets. torchgeo clamps labels to 0/1 itself.
+    Built by :func:`torchgeo_change_dataset`. Whole pairs, or chips of them when
+    ``chip_size`` is set (the chip grid of the folder datasets: top-left anchored, edge chips
+    padded with image 0 and mask 255). Non-uint8 imagery (OSCD) gets the joint per-pair
+    stretch of the folder datasets, computed on the whole pair. torchgeo clamps labels to 0/1.
     """
 
     def __init__(
         self,
         dataset: Any,
         names: Sequence[str],
+        sizes: Sequence[tuple[int, int]],
         *,
         rgb: bool,
+        chip_size: int | None = None,
+        overlap: int = 0,
         percentiles: tuple[float, float] = (2.0, 98.0),
         transforms: SampleTransform | None = None,
     ) -> None:
@@ -549,12 +554,40 @@ class TorchgeoChangeDataset(Dataset[ChangeSample]):
             if rgb
             else f"joint {percentiles[0]:g}-{percentiles[1]:g} percentile stretch per pair"
         )
+        self._index: list[tuple[int, ChipWindow | None]] = []
+        for i, (width, height) in enumerate(sizes):
+            if chip_size is None:
+                self._index.append((i, None))
+            else:
+                grid = _pixel_grid(width, height)
+                self._index.extend((i, w) for w in chip_windows(grid, chip_size, overlap))
+        self._last: tuple[int, ChangeSample] | None = None  # chips of a pair come in a row
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self._index)
 
     def __getitem__(self, index: int) -> ChangeSample:
-        item = self.dataset[index]
+        pair_index, window = self._index[index]
+        sample = self._pair(pair_index)
+        if window is not None:
+            image_a = _crop(sample["image_a"].numpy(), window, 0)
+            image_b = _crop(sample["image_b"].numpy(), window, 0)
+            mask = _crop(sample["mask"].numpy(), window, IGNORE_INDEX)
+            sample = {
+                "image_a": torch.from_numpy(image_a),
+                "image_b": torch.from_numpy(image_b),
+                "mask": torch.from_numpy(mask),
+                "name": f"{sample['name']}:r{window.row_off}_c{window.col_off}",
+            }
+        else:
+            sample = dict(sample)  # type: ignore[assignment]
+        return self.transforms(sample) if self.transforms is not None else sample
+
+    def _pair(self, pair_index: int) -> ChangeSample:
+        """One whole pair, read through torchgeo (the last one is kept for its next chip)."""
+        if self._last is not None and self._last[0] == pair_index:
+            return self._last[1]
+        item = self.dataset[pair_index]
         image = item["image"].numpy().astype(np.float32)  # (2, C, H, W)
         if self.rgb:
             image_a, image_b = image[0], image[1]
@@ -564,9 +597,10 @@ class TorchgeoChangeDataset(Dataset[ChangeSample]):
             "image_a": torch.from_numpy(np.ascontiguousarray(image_a)),
             "image_b": torch.from_numpy(np.ascontiguousarray(image_b)),
             "mask": item["mask"].reshape(item["mask"].shape[-2:]).to(torch.int64),
-            "name": self.names[index],
+            "name": self.names[pair_index],
         }
-        return self.transforms(sample) if self.transforms is not None else sample
+        self._last = (pair_index, sample)
+        return sample
 
 
 def torchgeo_change_dataset(
@@ -574,6 +608,8 @@ def torchgeo_change_dataset(
     root: str | Path,
     split: str,
     *,
+    chip_size: int | None = None,
+    overlap: int = 0,
     transforms: SampleTransform | None = None,
 ) -> TorchgeoChangeDataset:
     """torchgeo's ``LEVIRCD`` or ``OSCD`` (RGB bands) over data already on disk; never downloads.
@@ -583,6 +619,9 @@ def torchgeo_change_dataset(
             ``<split>_*.png``) or ``"oscd"`` (the official extracted folders, 13 bands per date).
         root: Folder torchgeo reads.
         split: ``train``/``val``/``test`` (LEVIR-CD) or ``train``/``test`` (OSCD).
+        chip_size: Cut every pair into square chips of this side (LEVIR-CD's 1024x1024
+            pairs and OSCD's cities are too large for one batch), or None for whole pairs.
+        overlap: Pixels shared by neighbouring chips.
         transforms: Applied to every sample last.
 
     Raises:
@@ -632,7 +671,17 @@ def torchgeo_change_dataset(
             )
     else:
         names = [files["region"] for files in dataset.files]
-    return TorchgeoChangeDataset(dataset, names, rgb=name == "levircd", transforms=transforms)
+    # Chip grids come from the label headers: no image is read before it is needed.
+    sizes = [_image_size(Path(files["mask"])) for files in dataset.files]
+    return TorchgeoChangeDataset(
+        dataset,
+        names,
+        sizes,
+        rgb=name == "levircd",
+        chip_size=chip_size,
+        overlap=overlap,
+        transforms=transforms,
+    )
 
 
 # ---------------------------------------------------------------------------- splits

@@ -8,7 +8,7 @@ Each source is a mapping with a ``layout`` and that layout's dataset arguments:
 - ``geo``: georeferenced dates with a label raster on a's grid (``image_a``, ``image_b``,
   ``label``, ``nodata``), see :class:`~rs_sam.data.change_datasets.GeoChangeDataset`.
 - ``levircd`` / ``oscd``: torchgeo's dataset classes on data already on disk (``root``,
-  ``split``).
+  ``split``), chipped like the others.
 
 With ``cache_features``, the frozen encoder's maps of every (un-augmented) chip are
 computed once and stored under ``cache_dir`` (keyed by encoder, checkpoint hash, chip
@@ -18,7 +18,7 @@ size and normalisation); augmentation is then applied to images, label and maps 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.training.config import check_arguments
 from rs_sam.training.feature_cache import CachedFeatureDataset, FeatureCache, precompute
 
-LAYOUTS = {
+LAYOUTS: dict[str, Callable[..., Dataset[Any]]] = {
     "folder": ChangeFolderDataset,
     "airchange": AirChangeDataset,
     "geo": GeoChangeDataset,
@@ -144,11 +144,19 @@ class ChangeDataModule(lightning.LightningDataModule):
 
     def _source(self, source: dict[str, Any], transforms: Any) -> Dataset[Any]:
         layout = source.pop("layout")
-        common: dict[str, Any] = {"transforms": transforms}
+        common: dict[str, Any] = {
+            "transforms": transforms,
+            "chip_size": self.chip_size,
+            "overlap": self.overlap,
+        }
         if layout in ("levircd", "oscd"):
+            if self.bands is not None:
+                raise ConfigError(
+                    f"data.bands is set but torchgeo's {layout} reads its own RGB bands; "
+                    "remove data.bands or use the folder/geo layouts"
+                )
             return torchgeo_change_dataset(layout, **source, **common)
-        common.update(chip_size=self.chip_size, overlap=self.overlap, bands=self.bands)
-        return LAYOUTS[layout](**source, **common)
+        return LAYOUTS[layout](**source, **common, bands=self.bands)
 
 
 def _check_source(source: Mapping[str, Any], where: str) -> None:
@@ -164,5 +172,6 @@ def _check_source(source: Mapping[str, Any], where: str) -> None:
             f"data.{where} source sets {', '.join(managed)}, which the data section sets for "
             "every source; move them up to 'data'"
         )
-    if layout not in ("levircd", "oscd"):
-        check_arguments(LAYOUTS[layout], arguments, f"data.{where} ({layout})")
+    if layout in ("levircd", "oscd") and "name" in arguments:  # the layout names the dataset
+        raise ConfigError(f"data.{where} ({layout}): 'name' is set by 'layout'; remove it")
+    check_arguments(LAYOUTS[layout], arguments, f"data.{where} ({layout})")
