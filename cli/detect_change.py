@@ -1,4 +1,4 @@
-"""``rs-sam detect-change A B -o OUT``: zero-shot change detection (AnyChange)."""
+"""``rs-sam detect-change A B -o OUT``: zero-shot (AnyChange) or trained (SAM-CD) change."""
 
 from __future__ import annotations
 
@@ -75,12 +75,23 @@ from rs_sam.cli.options import (
     default=None,
     help="SAM-CD checkpoint from `rs-sam train change` (supervised) instead of zero-shot.",
 )
+@click.option(
+    "--semantic",
+    is_flag=True,
+    help="With --model: add class_a/class_b, each polygon's dominant latent class per date.",
+)
 @compose(min_area_option, simplify_option, bands_option, nodata_option)
 @click.option(
     "--save-probability",
     type=click.Path(dir_okay=False),
     default=None,
     help="Also write the per-pixel score (angle / 180) as a float32 GeoTIFF.",
+)
+@click.option(
+    "--save-latent",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --semantic: also write both dates' latent classes (bands 1, 2) as a GeoTIFF.",
 )
 @compose(overwrite_option, verbose_option, quiet_option)
 @handle_errors
@@ -100,20 +111,24 @@ def detect_change(
     stability_thresh: float,
     threshold: float | None,
     model: str | None,
+    semantic: bool,
     min_area: str,
     simplify: float | None,
     bands: str | None,
     nodata: float | None,
     save_probability: str | None,
+    save_latent: str | None,
     overwrite: bool,
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Detect changes between rasters A (earlier) and B (later) without training.
+    """Detect changes between rasters A (earlier) and B (later).
 
-    A and B are GeoTIFF/COG/VRT files, or comma-separated single-band files of one date.
-    B is reprojected onto A's grid; only the overlap is processed. Output polygons carry
-    id, area_m2, score_mean and score_max (score = change angle / 180).
+    Zero-shot (AnyChange) by default, or with a SAM-CD head trained by `rs-sam train change`
+    (--model). A and B are GeoTIFF/COG/VRT files, or comma-separated single-band files of
+    one date. B is reprojected onto A's grid; only the overlap is processed. Output polygons
+    carry id, area_m2, score_mean and score_max (zero-shot: change angle / 180; with
+    --model: change probability), and with --semantic class_a and class_b.
     """
     setup_output(verbose, quiet)
     from rs_sam.change import ChangeSettings
@@ -138,6 +153,7 @@ def detect_change(
         simplify=simplify,
         bands=parse_bands(bands),
         nodata=nodata,
+        semantic=semantic,
     )
     result = run(
         a,
@@ -145,6 +161,7 @@ def detect_change(
         output,
         settings=settings,
         save_probability=save_probability,
+        save_latent=save_latent,
         overwrite=overwrite,
         show_progress=not quiet,
     )

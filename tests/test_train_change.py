@@ -12,10 +12,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
+import rasterio
 import torch
 import yaml
 from click.testing import CliRunner
 from PIL import Image
+from rasterio.features import rasterize
 
 from rs_sam.cli.main import cli
 from rs_sam.training.checkpoint import read_head_checkpoint
@@ -145,6 +147,46 @@ def test_detect_change_with_a_trained_model(trained, tmp_path: Path) -> None:
     assert code == 0, text
     assert gpd.read_file(out).crs.to_epsg() == 32633
     assert prob.exists()
+
+
+def test_detect_change_semantic_classes_and_latent_raster(trained, tmp_path: Path) -> None:
+    _, last = trained
+    image = (texture(100, 90, seed=6) * 150 + 40).astype(np.uint8)
+    later = image.copy()
+    later[:, 30:60, 20:50] = 240
+    a = write_raster(tmp_path / "a.tif", image)
+    b = write_raster(tmp_path / "b.tif", later)
+    out, latent = tmp_path / "changes.gpkg", tmp_path / "latent.tif"
+    # A barely trained head: a low threshold makes sure there are polygons to label.
+    code, text = run("detect-change", a, b, "--model", last, "-o", out, "--semantic",
+                     "--threshold", "0.02", "--save-latent", latent, "-q")  # fmt: skip
+    assert code == 0, text
+    polygons = gpd.read_file(out)
+    assert len(polygons) > 0 and {"class_a", "class_b"} <= set(polygons.columns)
+    with rasterio.open(latent) as src, rasterio.open(a) as ref:
+        assert src.count == 2 and src.dtypes[0] == "uint8"
+        assert src.transform == ref.transform and src.crs == ref.crs
+        classes = src.read()
+    k = read_head_checkpoint(last)[0].latent_classes
+    assert classes.max() < k
+    # each polygon's class is the most frequent latent class under it
+    shapes = zip(polygons.geometry, polygons.index + 1, strict=True)
+    ids = rasterize(shapes, out_shape=classes.shape[1:], transform=src.transform)
+    for index, row in polygons.iterrows():
+        for band, column in ((0, "class_a"), (1, "class_b")):
+            inside = classes[band][ids == index + 1]
+            if inside.size:
+                assert row[column] == np.bincount(inside).argmax()
+
+
+def test_semantic_options_need_a_model(pair_paths, tmp_path: Path) -> None:
+    a, b = pair_paths
+    code, text = run("detect-change", a, b, "-o", tmp_path / "o.gpkg", "--semantic", "-q")
+    assert code == 2 and "semantic output needs a SAM-CD model" in text
+    code, text = run("detect-change", a, b, "-o", tmp_path / "o.gpkg",
+                     "--save-latent", tmp_path / "l.tif", "-q")  # fmt: skip
+    assert code == 2 and "--save-latent needs --semantic" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]
 
 
 def test_checkpoint_without_metadata_is_refused(pair_paths, tmp_path: Path) -> None:

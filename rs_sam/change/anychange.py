@@ -41,6 +41,9 @@ class ChipScore:
     probability: np.ndarray  # (S, S) float32 in [0, 1]: largest mask angle / 180
     valid: np.ndarray  # (S, S) bool
     proposals: int  # masks compared (both dates)
+    # SAM-CD with semantic output: (k, S, S) latent-class probabilities of each date
+    latent_a: np.ndarray | None = None
+    latent_b: np.ndarray | None = None
 
 
 def mask_embeddings(masks: Tensor, embedding: Tensor, weights: Tensor | None = None) -> Tensor:

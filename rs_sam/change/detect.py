@@ -7,12 +7,14 @@ mosaic -> polygons -> vector file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,14 @@ from rs_sam.data.pair import BitemporalPair, ChipPair
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError, OutputExistsError, OutputPathError
+from rs_sam.inference.classes import write_class_raster
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.models.encoders import get_encoder, load_encoder
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
+from rs_sam.vector.zonal import majority_class
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class ChangeResult:
 
     output: Path
     probability: Path | None
+    latent: Path | None
     chips: int
     polygons: int
     seconds: float
@@ -63,6 +68,7 @@ def detect_change(
     *,
     settings: ChangeSettings | None = None,
     save_probability: str | Path | None = None,
+    save_latent: str | Path | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
@@ -78,9 +84,13 @@ def detect_change(
             reprojected and resampled onto it, and only the overlap is processed.
         output: vector file (.gpkg, .geojson, .shp or .parquet) of change polygons with
             ``id``, ``area_m2``, ``score_mean``, ``score_max`` (zero-shot scores are
-            change angles / 180; with a model, change probabilities).
+            change angles / 180; with a model, change probabilities), and with
+            ``settings.semantic`` ``class_a``/``class_b``: the polygon's dominant latent
+            class on each date.
         settings: model, tiling and thresholds (default: :class:`ChangeSettings`()).
         save_probability: optional float32 GeoTIFF of the blended per-pixel score.
+        save_latent: optional uint8 GeoTIFF of both dates' latent classes (bands 1 and 2;
+            needs ``settings.semantic``).
         overwrite: replace existing outputs; without it they are refused before any work.
         on_progress: called with (chips done, chips in all) after each chip.
 
@@ -95,8 +105,11 @@ def detect_change(
             f"encoder '{spec.name}' has no SAM image embedding and mask decoder, which zero-shot "
             "change detection needs; use --encoder mobile_sam or sam_vit_b/l/h"
         )
+    if save_latent is not None and not settings.semantic:
+        raise ConfigError("--save-latent needs --semantic (latent classes come with --model)")
     output = check_output_path(Path(output), overwrite=overwrite)
-    probability_path = _check_probability_path(save_probability, overwrite)
+    probability_path = _check_raster_path(save_probability, overwrite, "probability raster")
+    latent_path = _check_raster_path(save_latent, overwrite, "latent-class raster")
 
     with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
         workdir = Path(tmp)
@@ -111,40 +124,72 @@ def detect_change(
         pair = BitemporalPair(info_a, info_b, bands=bands, nodata=settings.nodata)
         stretch = JointStretch.fit(pair)
         chip_size, overlap = settings.tiling(trained.metadata.chip_size if trained else None)
-        score = trained.score_chip if trained else _zero_shot_scorer(settings, device)
+        score: Callable[[ChipPair, np.ndarray, np.ndarray], ChipScore]
+        if trained is not None:
+            score = partial(trained.score_chip, semantic=settings.semantic)
+        else:
+            score = _zero_shot_scorer(settings, device)
         windows = chip_windows(pair.grid, chip_size, overlap)
 
         def compute(window: ChipWindow) -> ChipScore:
             chip = pair.read_chip(window)
             return score(chip, stretch.apply(chip.image_a), stretch.apply(chip.image_b))
 
-        mosaic_path = workdir / "probability.tif"
-        with ProbabilityMosaic(
-            pair.grid, chip_size=chip_size, overlap=overlap, workdir=workdir
-        ) as mosaic:
+        # One mosaic of the change score, and with semantic output one of k latent-class
+        # probabilities per date; all blended alike.
+        layers = {"probability": 1}
+        if settings.semantic:
+            k = trained.latent_classes  # type: ignore[union-attr]  # semantic needs a model
+            layers.update(latent_a=k, latent_b=k)
+        with contextlib.ExitStack() as stack:
+            mosaics = {
+                name: stack.enter_context(
+                    ProbabilityMosaic(
+                        pair.grid, chip_size=chip_size, overlap=overlap, workdir=workdir, bands=n
+                    )
+                )
+                for name, n in layers.items()
+            }
+
+            def add(window: ChipWindow, result: ChipScore) -> None:
+                for name, mosaic in mosaics.items():
+                    mosaic.add(window, getattr(result, name), result.valid)
+
             run_chips(
                 windows,
                 compute,
-                lambda window, result: mosaic.add(window, result.probability, result.valid),
+                add,
                 show_progress=show_progress,
                 description="detect-change",
                 on_progress=on_progress,
             )
-            mosaic.finalize(mosaic_path)
+            blended = {name: m.finalize(workdir / f"{name}.tif") for name, m in mosaics.items()}
 
         polygons = polygonize_probability(
-            mosaic_path,
+            blended["probability"],
             threshold=settings.probability_threshold,
             min_area=settings.min_area,
             simplify=settings.simplify,
         )
+        classes_path = workdir / "latent_classes.tif"
+        if settings.semantic:
+            write_class_raster(
+                [blended["latent_a"], blended["latent_b"]],
+                classes_path,
+                descriptions=["latent class, date a", "latent class, date b"],
+            )
+            polygons["class_a"] = majority_class(polygons, classes_path, band=1)
+            polygons["class_b"] = majority_class(polygons, classes_path, band=2)
         write_vectors(polygons, output, overwrite=overwrite)
         if probability_path is not None:
-            shutil.move(str(mosaic_path), probability_path)
+            shutil.move(str(blended["probability"]), probability_path)
+        if latent_path is not None:
+            shutil.move(str(classes_path), latent_path)
 
     return ChangeResult(
         output=output,
         probability=probability_path,
+        latent=latent_path,
         chips=len(windows),
         polygons=len(polygons),
         seconds=time.perf_counter() - started,
@@ -162,12 +207,12 @@ def _zero_shot_scorer(
     return lambda chip, image_a, image_b: score_chip(chip, image_a, image_b, encoder, proposer)
 
 
-def _check_probability_path(path: str | Path | None, overwrite: bool) -> Path | None:
+def _check_raster_path(path: str | Path | None, overwrite: bool, what: str) -> Path | None:
     if path is None:
         return None
     path = Path(path)
     if path.suffix.lower() not in {".tif", ".tiff"}:
-        raise OutputPathError(f"probability raster {path} must end in .tif; rename it")
+        raise OutputPathError(f"{what} {path} must end in .tif; rename it")
     if not path.parent.is_dir():
         raise OutputPathError(
             f"folder {path.parent} for {path.name} does not exist; create it first"

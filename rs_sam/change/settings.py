@@ -41,6 +41,7 @@ class ChangeSettings:
     simplify: float | None = None  # map units
     bands: tuple[int, ...] | None = None  # 1-based; None = automatic
     nodata: float | None = None  # None = each file's own nodata
+    semantic: bool = False  # SAM-CD only: class_a / class_b (dominant latent class) per polygon
 
     def __post_init__(self) -> None:
         if self.weights not in ("official", "random"):
@@ -58,6 +59,11 @@ class ChangeSettings:
                 raise ConfigError(
                     f"threshold {self.threshold} must be an angle in (0, 180) degrees"
                 )
+        if self.semantic and self.model is None:
+            raise ConfigError(
+                "semantic output needs a SAM-CD model (--model run.ckpt); zero-shot detection "
+                "has no latent classes"
+            )
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")
 

@@ -24,13 +24,20 @@ class TrainedChangeModel:
     network: SamCD
     metadata: HeadMetadata
 
+    @property
+    def latent_classes(self) -> int:
+        return self.metadata.latent_classes
+
     @torch.inference_mode()
-    def score_chip(self, chip: ChipPair, image_a: np.ndarray, image_b: np.ndarray) -> ChipScore:
+    def score_chip(
+        self, chip: ChipPair, image_a: np.ndarray, image_b: np.ndarray, *, semantic: bool = False
+    ) -> ChipScore:
         """Change probability of one chip: a pure function of its pixels and the model.
 
         Args:
             chip: raw chip (for its validity mask).
             image_a, image_b: (3, S, S) float32 0..255 normalised images.
+            semantic: also return both dates' latent-class probabilities (softmax).
         """
         device = next(self.network.parameters()).device
         a = torch.from_numpy(image_a)[None].to(device)
@@ -38,7 +45,15 @@ class TrainedChangeModel:
         output = self.network(a, b)
         probability = torch.sigmoid(output.change[0, 0]).float().cpu().numpy()
         probability[~chip.valid] = 0.0
-        return ChipScore(probability, chip.valid, proposals=0)
+        if not semantic:
+            return ChipScore(probability, chip.valid, proposals=0)
+        return ChipScore(
+            probability,
+            chip.valid,
+            proposals=0,
+            latent_a=torch.softmax(output.semantic_a[0].float(), 0).cpu().numpy(),
+            latent_b=torch.softmax(output.semantic_b[0].float(), 0).cpu().numpy(),
+        )
 
 
 def load_change_model(path: str | Path, *, device: torch.device) -> TrainedChangeModel:
