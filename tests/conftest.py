@@ -36,9 +36,10 @@ def pair_paths(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tiny_encoder(monkeypatch: pytest.MonkeyPatch):
-    """Make every model load in rs_sam.change build the tiny random configuration."""
+    """Make every model load of detect-change and segment build the tiny random configuration."""
     from rs_sam.change import detect
     from rs_sam.models.encoders import load_encoder
+    from rs_sam.segment import anything
 
     @functools.wraps(load_encoder)
     def load_tiny(name: str, **kwargs):
@@ -50,7 +51,8 @@ def tiny_encoder(monkeypatch: pytest.MonkeyPatch):
             warnings.simplefilter("ignore")
             return load_encoder(name, **kwargs)
 
-    monkeypatch.setattr(detect, "load_encoder", load_tiny)
+    for module in (detect, anything):
+        monkeypatch.setattr(module, "load_encoder", load_tiny)
     return load_tiny
 
 

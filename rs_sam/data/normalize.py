@@ -13,6 +13,7 @@ import numpy as np
 
 from rs_sam.data.pair import BitemporalPair
 from rs_sam.data.rasters import is_integer_8bit
+from rs_sam.data.scene import Scene
 from rs_sam.errors import InputRasterError
 
 
@@ -42,12 +43,32 @@ class JointStretch:
                 f"the overlap of {pair.a.label} and {pair.b.label} contains only nodata; "
                 "check --nodata and the inputs' extents"
             )
-        bands = image_a.shape[0]
-        if is_integer_8bit(pair.a.dtype) and is_integer_8bit(pair.b.dtype):
+        eight_bit = is_integer_8bit(pair.a.dtype) and is_integer_8bit(pair.b.dtype)
+        return cls._from_samples([image_a, image_b], valid, eight_bit, percentiles)
+
+    @classmethod
+    def fit_scene(
+        cls, scene: Scene, *, percentiles: tuple[float, float] = (2.0, 98.0)
+    ) -> JointStretch:
+        """The same stretch for a single raster (segmentation), from a decimated read."""
+        image, valid = scene.read_overview()
+        return cls._from_samples([image], valid, scene.eight_bit, percentiles)
+
+    @classmethod
+    def _from_samples(
+        cls,
+        images: list[np.ndarray],
+        valid: np.ndarray,
+        eight_bit: bool,
+        percentiles: tuple[float, float],
+    ) -> JointStretch:
+        """Percentiles of the valid pixels of all ``images`` (C, H, W) together, per band."""
+        bands = images[0].shape[0]
+        if eight_bit:
             return cls.identity(bands)
         low, high = [], []
         for band in range(bands):
-            values = np.concatenate([image_a[band][valid], image_b[band][valid]])
+            values = np.concatenate([image[band][valid] for image in images])
             lo, hi = np.percentile(values, percentiles)
             if hi <= lo:  # constant band: map it to mid-grey rather than divide by zero
                 lo, hi = lo - 1.0, lo + 1.0

@@ -116,7 +116,7 @@ class BitemporalPair:
         sample: dict[str, Any] = self.dataset[query]
         image = sample["image"].numpy().astype(np.float32, copy=False)
         n = len(self.bands)
-        image = _fit(image, height, width)
+        image = fit_to_shape(image, height, width)
         return image[:n].copy(), image[n:].copy()
 
     def _valid(self, image_a: np.ndarray, image_b: np.ndarray, transform: Affine) -> np.ndarray:
@@ -134,7 +134,7 @@ class BitemporalPair:
         return valid
 
 
-def _fit(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def fit_to_shape(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Crop or zero-pad (C, h, w) to (C, height, width) (merge may round by one pixel)."""
     out = np.zeros((image.shape[0], height, width), dtype=np.float32)
     h, w = min(height, image.shape[1]), min(width, image.shape[2])

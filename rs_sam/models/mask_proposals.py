@@ -40,6 +40,7 @@ class MaskProposals:
     masks: Tensor  # (N, h, w) bool
     scores: Tensor  # (N,) predicted IoU
     stability: Tensor  # (N,) stability score
+    logits: Tensor | None = None  # (N, h, w) float16 mask logits, when asked for
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -68,6 +69,7 @@ def propose_masks(
     *,
     input_size: int,
     settings: ProposalSettings = ProposalSettings(),
+    keep_logits: bool = False,
 ) -> MaskProposals:
     """Automatic mask proposals for one image.
 
@@ -75,6 +77,7 @@ def propose_masks(
         embedding: (1, C, E, E) SAM image embedding.
         prompt_encoder, mask_decoder: the official SAM modules matching ``embedding``.
         input_size: side of the model input the embedding was computed from.
+        keep_logits: also return the kept masks' logits (to upsample them later).
 
     Returns:
         Proposals at the decoder resolution (4E x 4E), after IoU/stability filtering
@@ -82,7 +85,7 @@ def propose_masks(
     """
     device = embedding.device
     points = point_grid(settings.points_per_side, input_size).to(device)
-    kept_masks, kept_scores, kept_stability = [], [], []
+    kept_masks, kept_scores, kept_stability, kept_logits = [], [], [], []
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
         logits, iou = decode_points(
@@ -96,7 +99,10 @@ def propose_masks(
         kept_masks.append(masks[keep_area])
         kept_scores.append(iou[keep][keep_area])
         kept_stability.append(stability[keep][keep_area])
+        if keep_logits:
+            kept_logits.append(logits[keep][keep_area].half())
     masks = torch.cat(kept_masks)
+    kept = torch.cat(kept_logits) if keep_logits else None
     scores = torch.cat(kept_scores)
     stability = torch.cat(kept_stability)
     if len(masks):
@@ -105,4 +111,5 @@ def propose_masks(
             boxes, scores, torch.zeros_like(scores, dtype=torch.int64), settings.box_nms_thresh
         )
         masks, scores, stability = masks[order], scores[order], stability[order]
-    return MaskProposals(masks=masks, scores=scores, stability=stability)
+        kept = kept[order] if kept is not None else None
+    return MaskProposals(masks=masks, scores=scores, stability=stability, logits=kept)

@@ -1,0 +1,99 @@
+"""One raster read chip by chip on its own grid, through torchgeo (the single-date reader).
+
+The counterpart of :class:`~rs_sam.data.pair.BitemporalPair` for segmentation: the same
+torchgeo :class:`~rs_sam.data.pair.SceneRaster`, queried with bounds aligned to the
+raster's own pixels, so chips are the file's pixels without resampling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from rs_sam.data.pair import SceneRaster, fit_to_shape
+from rs_sam.data.rasters import RasterInfo, is_integer_8bit
+from rs_sam.errors import InputRasterError
+from rs_sam.inference.grid import ChipWindow, RasterGrid
+
+
+@dataclass(frozen=True)
+class ChipImage:
+    """Raw pixels of one chip (before normalisation)."""
+
+    window: ChipWindow
+    image: np.ndarray  # (C, S, S) float32, the file's values; 0 where not valid
+    valid: np.ndarray  # (S, S) bool: inside the raster and not nodata
+
+
+class Scene:
+    """A raster on its own grid.
+
+    Args:
+        info: validated header (see :func:`rs_sam.data.rasters.open_date`).
+        bands: 1-based band indexes to read.
+        nodata: value that marks missing data (default: the file's own).
+    """
+
+    def __init__(self, info: RasterInfo, *, bands: Sequence[int], nodata: float | None = None):
+        self.info = info
+        self.bands = tuple(bands)
+        self.nodata = info.nodata if nodata is None else nodata
+        self.grid = RasterGrid(
+            crs=info.crs, transform=info.transform, width=info.width, height=info.height
+        )
+        self.dataset = SceneRaster(info, self.bands)
+
+    @property
+    def eight_bit(self) -> bool:
+        return is_integer_8bit(self.info.dtype)
+
+    def read_chip(self, window: ChipWindow) -> ChipImage:
+        """One chip; parts past the raster's edge are padding (invalid, zero)."""
+        image = self._read(self.grid.window_transform(window), window.size, window.size, 1)
+        valid = self._valid(image)
+        rows = max(0, min(window.size, self.grid.height - window.row_off))
+        cols = max(0, min(window.size, self.grid.width - window.col_off))
+        valid[rows:, :] = False
+        valid[:, cols:] = False
+        image[:, ~valid] = 0
+        return ChipImage(window=window, image=image, valid=valid)
+
+    def read_overview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """The whole raster decimated to at most ``max_side`` pixels a side: (image, valid)."""
+        factor = max(1, math.ceil(max(self.grid.width, self.grid.height) / max_side))
+        width = math.ceil(self.grid.width / factor)
+        height = math.ceil(self.grid.height / factor)
+        transform = self.grid.transform @ Affine.scale(factor)
+        image = self._read(transform, width, height, factor)
+        valid = self._valid(image)
+        if not valid.any():
+            raise InputRasterError(
+                f"{self.info.label} contains only nodata; check --nodata and the input"
+            )
+        return image, valid
+
+    def _read(self, transform: Affine, width: int, height: int, factor: int) -> np.ndarray:
+        """(C, height, width) float32 from the pixel grid starting at ``transform``."""
+        res_x, res_y = self.grid.res[0] * factor, self.grid.res[1] * factor
+        left, top = transform.c, transform.f
+        query = (
+            slice(left, left + width * res_x, res_x),
+            slice(top - height * res_y, top, res_y),
+        )
+        sample: dict[str, Any] = self.dataset[query]
+        image = sample["image"].numpy().astype(np.float32, copy=False)
+        return fit_to_shape(image, height, width)
+
+    def _valid(self, image: np.ndarray) -> np.ndarray:
+        valid = np.all(np.isfinite(image), axis=0)
+        if self.nodata is not None:
+            if math.isnan(self.nodata):
+                valid &= ~np.all(np.isnan(image), axis=0)
+            else:
+                valid &= ~np.all(image == self.nodata, axis=0)
+        return valid

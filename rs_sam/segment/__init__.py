@@ -1,0 +1,1 @@
+"""Segmentation: SAM objects (automatic and prompted) and trained semantic segmentation."""

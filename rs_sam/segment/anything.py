@@ -1,0 +1,161 @@
+"""``segment_anything``: SAM automatic segmentation of a raster, to one polygon per object.
+
+raster -> chips on its grid (torchgeo) -> stretch to 0..255 -> SAM embedding once per
+chip -> batched point-grid decoding, IoU/stability filters, box NMS -> masks at chip
+resolution -> polygons in map coordinates -> objects of overlapping chips merged
+(:mod:`rs_sam.segment.merge`) -> vector file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+
+from rs_sam.data.bands import select_bands
+from rs_sam.data.normalize import JointStretch
+from rs_sam.data.rasters import DateInput, open_date
+from rs_sam.data.scene import Scene
+from rs_sam.devices import resolve_device
+from rs_sam.errors import ConfigError
+from rs_sam.inference.engine import ProgressCallback, run_chips
+from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
+from rs_sam.models.encoders import get_encoder, load_encoder
+from rs_sam.segment.merge import MergedObject, merge_objects
+from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator, chip_objects
+from rs_sam.segment.settings import SegmentSettings
+from rs_sam.vector.area import areas_m2
+from rs_sam.vector.io import check_output_path, write_vectors
+from rs_sam.vector.polygonize import MinArea
+
+COLUMNS = ["id", "score", "stability", "area_m2", "geometry"]
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What a run produced, for the summary line and for callers."""
+
+    output: Path
+    chips: int
+    objects: int
+    seconds: float
+    megapixels: float
+
+    def summary(self) -> str:
+        rate = self.megapixels / self.seconds if self.seconds > 0 else float("nan")
+        return (
+            f"{self.chips} chips, {self.objects} objects -> {self.output} "
+            f"in {self.seconds:.1f} s ({rate:.3g} MP/s)"
+        )
+
+
+def segment_anything(
+    image: DateInput,
+    output: str | Path,
+    *,
+    settings: SegmentSettings | None = None,
+    generator: MaskGenerator | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> SegmentResult:
+    """Every object SAM finds in a raster, one polygon each.
+
+    Args:
+        image: a raster path (or comma-separated single-band files, or a folder of them).
+        output: vector file (.gpkg, .geojson, .shp or .parquet) with ``id``, ``score``
+            (predicted IoU), ``stability``, ``area_m2`` in the raster's CRS.
+        settings: encoder, tiling and mask-generation thresholds.
+        generator: masks of one chip; default SAM automatic mask generation with
+            ``settings.encoder`` (other generators serve tests and experiments).
+        overwrite: replace an existing output; without it, it is refused before any work.
+        on_progress: called with (chips done, chips in all) after each chip.
+
+    Raises:
+        RsSamError: a subclass naming the problem and the fix; no output is left behind.
+    """
+    started = time.perf_counter()
+    settings = settings or SegmentSettings()
+    spec = get_encoder(settings.encoder)
+    if generator is None and spec.embedding_dim is None:
+        raise ConfigError(
+            f"encoder '{spec.name}' has no SAM mask decoder, which segment --mode anything "
+            "needs; use --encoder mobile_sam or sam_vit_b/l/h"
+        )
+    output = check_output_path(Path(output), overwrite=overwrite)
+    info = open_date(image)
+    scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
+    stretch = JointStretch.fit_scene(scene)
+    if generator is None:
+        encoder = load_encoder(
+            settings.encoder,
+            weights=settings.weights,
+            checkpoint=settings.checkpoint,
+            device=resolve_device(settings.device),
+        )
+        generator = SamMaskGenerator(encoder, settings.proposals)
+    windows = chip_windows(scene.grid, settings.chip_size, settings.tile_overlap)
+    found: list[tuple[ChipWindow, list[ChipObject]]] = []
+
+    def compute(window: ChipWindow) -> list[ChipObject]:
+        chip = scene.read_chip(window)
+        if not chip.valid.any():
+            return []
+        masks = generator(stretch.apply(chip.image))
+        return chip_objects(masks, window, chip.valid, scene.grid)
+
+    run_chips(
+        windows,
+        compute,
+        lambda window, objects: found.append((window, objects)),
+        show_progress=show_progress,
+        description="segment",
+        on_progress=on_progress,
+    )
+    merged = merge_objects(found, scene.grid, match_iou=settings.match_iou)
+    frame = objects_frame(merged, scene.grid, settings.min_area, settings.simplify)
+    write_vectors(frame, output, overwrite=overwrite)
+    return SegmentResult(
+        output=output,
+        chips=len(windows),
+        objects=len(frame),
+        seconds=time.perf_counter() - started,
+        megapixels=scene.grid.width * scene.grid.height / 1e6,
+    )
+
+
+def objects_frame(
+    objects: Sequence[MergedObject],
+    grid: RasterGrid,
+    min_area: MinArea,
+    simplify: float | None,
+) -> gpd.GeoDataFrame:
+    """The output table: objects ordered top-left first, small ones dropped, ids 1..n."""
+    geometries = [o.geometry for o in objects]
+    if simplify:
+        geometries = [g.simplify(simplify, preserve_topology=True) for g in geometries]
+    frame = gpd.GeoDataFrame(
+        {
+            "score": np.array([o.score for o in objects], dtype=np.float64),
+            "stability": np.array([o.stability for o in objects], dtype=np.float64),
+        },
+        geometry=gpd.GeoSeries(geometries, crs=grid.crs),
+        crs=grid.crs,
+    )
+    frame["area_m2"] = areas_m2(frame.geometry, grid.crs) if len(frame) else []
+    if min_area.value > 0:
+        if min_area.unit == "m2":
+            keep = frame["area_m2"] >= min_area.value
+        else:
+            keep = frame.geometry.area / (grid.res[0] * grid.res[1]) >= min_area.value
+        frame = frame[keep]
+    if len(frame):  # top row first, then left: ids do not depend on processing order
+        bounds = frame.geometry.bounds
+        frame = frame.assign(_top=-bounds["maxy"].round(6), _left=bounds["minx"].round(6))
+        frame = frame.sort_values(["_top", "_left"], kind="stable").drop(columns=["_top", "_left"])
+    frame.insert(0, "id", np.arange(1, len(frame) + 1, dtype=np.int64))
+    return frame[COLUMNS].reset_index(drop=True)

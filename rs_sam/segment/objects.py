@@ -1,0 +1,141 @@
+"""Objects of one chip: SAM automatic masks at chip resolution, as map-coordinate polygons.
+
+A chip's masks come from a :class:`MaskGenerator` (SAM's automatic mask generation by
+default; tests plug in deterministic ones). Each mask becomes one (multi)polygon in the
+raster's CRS, flagged ``cut`` when it touches a chip edge that lies inside the raster: the
+object probably continues in the neighbouring chip, and :mod:`rs_sam.segment.merge`
+joins it with its other parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import rasterio.features
+import shapely
+import torch
+import torch.nn.functional as F
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from rs_sam.inference.grid import ChipWindow, RasterGrid
+from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
+
+
+@dataclass(frozen=True)
+class ChipMask:
+    """One mask of a chip, at the chip's resolution."""
+
+    mask: np.ndarray  # (S, S) bool
+    score: float  # predicted IoU
+    stability: float
+
+
+class MaskGenerator(Protocol):
+    """Masks of one normalised chip ``(3, S, S)`` float32 0..255, best first."""
+
+    def __call__(self, image: np.ndarray) -> Iterator[ChipMask]: ...
+
+
+class SamMaskGenerator:
+    """SAM automatic mask generation (grid of point prompts, IoU/stability filters, box NMS).
+
+    The chip's embedding is computed once; prompts are decoded in batches; the kept masks'
+    logits are upsampled to the chip size one at a time (memory does not grow with the
+    number of masks).
+    """
+
+    def __init__(self, encoder: FrozenEncoder, settings: ProposalSettings) -> None:
+        if encoder.prompt_encoder is None or encoder.mask_decoder is None:
+            raise ValueError(f"encoder '{encoder.spec.name}' has no SAM mask decoder")
+        self.encoder = encoder
+        self.settings = settings
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray) -> Iterator[ChipMask]:
+        size = image.shape[-1]
+        tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
+        embedding = self.encoder.embed(tensor)
+        proposals = propose_masks(
+            embedding,
+            self.encoder.prompt_encoder,  # type: ignore[arg-type]
+            self.encoder.mask_decoder,  # type: ignore[arg-type]
+            input_size=self.encoder.input_size,
+            settings=self.settings,
+            keep_logits=True,
+        )
+        assert proposals.logits is not None  # asked for above
+        for logits, score, stability in zip(
+            proposals.logits, proposals.scores, proposals.stability, strict=True
+        ):
+            # The chip was resized (square to square) to the model input: the low-res
+            # logits cover the whole chip, so one bilinear resize maps them onto its pixels.
+            full = F.interpolate(
+                logits[None, None].float(), size=(size, size), mode="bilinear", align_corners=False
+            )[0, 0]
+            yield ChipMask(
+                mask=(full > 0).cpu().numpy(), score=float(score), stability=float(stability)
+            )
+
+
+@dataclass(frozen=True)
+class ChipObject:
+    """One object found in one chip, in map coordinates."""
+
+    geometry: BaseGeometry  # Polygon or MultiPolygon in the grid's CRS
+    score: float
+    stability: float
+    pixels: int  # mask pixels inside the chip's valid area
+    cut: bool  # touches a chip edge inside the raster: the object may continue there
+
+
+def chip_objects(
+    masks: Iterator[ChipMask],
+    window: ChipWindow,
+    valid: np.ndarray,
+    grid: RasterGrid,
+    *,
+    min_pixels: int = 1,
+) -> list[ChipObject]:
+    """Polygons of a chip's masks (restricted to its valid pixels), flagged when cut."""
+    transform = grid.window_transform(window)
+    edges = _interior_edges(window, grid)
+    objects = []
+    for item in masks:
+        mask = item.mask & valid
+        pixels = int(mask.sum())
+        if pixels < min_pixels:
+            continue
+        parts = [
+            shape(geometry)
+            for geometry, _ in rasterio.features.shapes(
+                mask.view(np.uint8), mask=mask, connectivity=4, transform=transform
+            )
+        ]
+        geometry = parts[0] if len(parts) == 1 else shapely.union_all(parts)
+        cut = bool(
+            (edges[0] and mask[0].any())
+            or (edges[1] and mask[-1].any())
+            or (edges[2] and mask[:, 0].any())
+            or (edges[3] and mask[:, -1].any())
+        )
+        objects.append(ChipObject(geometry, item.score, item.stability, pixels, cut))
+    return objects
+
+
+def _interior_edges(window: ChipWindow, grid: RasterGrid) -> tuple[bool, bool, bool, bool]:
+    """Which of the chip's top, bottom, left, right edges lie inside the raster.
+
+    An edge that lies past the raster's edge is padding; its valid pixels end at the
+    raster's edge, which is a real border of the image, not a cut.
+    """
+    return (
+        window.row_off > 0,
+        window.row_off + window.size < grid.height,
+        window.col_off > 0,
+        window.col_off + window.size < grid.width,
+    )
