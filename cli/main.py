@@ -7,7 +7,7 @@ import click
 from rs_sam import __version__
 from rs_sam.cli.detect_change import detect_change
 from rs_sam.cli.sample_data import sample_data
-from rs_sam.cli.segment import segment
+from rs_sam.cli.segment import sam_objects, segment
 from rs_sam.cli.train import evaluate, train
 from rs_sam.cli.weights import weights
 
@@ -21,6 +21,7 @@ def cli() -> None:
 cli.add_command(detect_change)
 cli.add_command(sample_data)
 cli.add_command(segment)
+cli.add_command(sam_objects)
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(weights)

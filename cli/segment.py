@@ -1,8 +1,9 @@
-"""``rs-sam segment IMAGE -o OUT``: SAM objects of a raster, one polygon each."""
+"""``rs-sam segment IMAGE -o OUT`` and ``rs-sam sam-objects``: SAM objects of a raster."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,9 @@ from rs_sam.cli.options import (
     weights_option,
 )
 
+if TYPE_CHECKING:
+    from rs_sam.segment.settings import SegmentSettings
+
 
 @click.command("segment")
 @click.argument("image")
@@ -35,10 +39,32 @@ from rs_sam.cli.options import (
 )
 @click.option(
     "--mode",
-    type=click.Choice(["anything"]),
+    type=click.Choice(["anything", "prompt"]),
     default="anything",
     show_default=True,
-    help="anything: SAM automatic mask generation on every chip.",
+    help="anything: SAM automatic mask generation on every chip; prompt: one mask per "
+    "prompt of --prompts.",
+)
+@click.option(
+    "--prompts",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="--mode prompt: points (attribute label 1/0, optional group) and polygons (boxes), "
+    "in any CRS.",
+)
+@click.option(
+    "--multimask",
+    type=click.Choice(["best", "all"]),
+    default="best",
+    show_default=True,
+    help="--mode prompt: the mask with the best predicted IoU, or all three.",
+)
+@click.option(
+    "--context",
+    type=int,
+    default=128,
+    show_default=True,
+    help="--mode prompt: pixels of image around each prompt on its chip.",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
 @click.option("--chip-size", type=int, default=1024, show_default=True, help="Chip side (pixels).")
@@ -83,6 +109,9 @@ def segment(
     image: str,
     output: str,
     mode: str,
+    prompts: str | None,
+    multimask: str,
+    context: int,
     encoder: str,
     checkpoint: str | None,
     weights: str,
@@ -102,36 +131,148 @@ def segment(
     verbose: int,
     quiet: bool,
 ) -> None:
-    """Segment IMAGE (GeoTIFF/COG/VRT) into objects, one polygon each.
+    """Segment IMAGE (GeoTIFF/COG/VRT) into objects, one polygon each, in its CRS.
 
-    Objects cut by chip borders are matched across the overlap and merged; polygons carry
-    id, score (predicted IoU), stability and area_m2, in the raster's CRS.
+    --mode anything: every object SAM finds; objects cut by chip borders are matched across
+    the overlap and merged; polygons carry id, score (predicted IoU), stability, area_m2.
+    --mode prompt: one polygon per prompt (id, prompt_id, mask_index, score, area_m2).
     """
     setup_output(verbose, quiet)
-    from rs_sam.data.bands import parse_bands
-    from rs_sam.segment.anything import segment_anything
-    from rs_sam.segment.settings import SegmentSettings
-    from rs_sam.vector.polygonize import MinArea
+    if mode == "prompt" and not prompts:
+        raise click.UsageError("--mode prompt needs --prompts FILE (points or polygons)")
+    if mode == "anything" and prompts:
+        raise click.UsageError("--prompts needs --mode prompt")
+    settings = _settings(locals())
+    if mode == "prompt":
+        from rs_sam.segment.prompt_segmentation import segment_prompts
 
-    settings = SegmentSettings(
-        encoder=encoder,
-        weights=weights,  # type: ignore[arg-type]
-        checkpoint=Path(checkpoint) if checkpoint else None,
-        device=device,
-        chip_size=chip_size,
-        overlap=overlap,
-        points_per_side=points_per_side,
-        batch_size=batch_size,
-        pred_iou_thresh=pred_iou_thresh,
-        stability_thresh=stability_thresh,
-        box_nms_thresh=box_nms_thresh,
-        min_area=MinArea.parse(min_area),
-        simplify=simplify,
-        bands=parse_bands(bands),
-        nodata=nodata,
-    )
-    result = segment_anything(
-        image, output, settings=settings, overwrite=overwrite, show_progress=not quiet
+        result = segment_prompts(
+            image,
+            prompts,  # type: ignore[arg-type]  # checked above
+            output,
+            settings=settings,
+            multimask=multimask,  # type: ignore[arg-type]
+            context=context,
+            overwrite=overwrite,
+            show_progress=not quiet,
+        )
+    else:
+        from rs_sam.segment.anything import segment_anything
+
+        result = segment_anything(
+            image, output, settings=settings, overwrite=overwrite, show_progress=not quiet
+        )
+    if not quiet:
+        click.echo(result.summary(), err=True)
+
+
+@click.command("sam-objects")
+@click.argument("source")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(),
+    help="Object-id raster (.tif) for a raster; a folder for a folder of images.",
+)
+@click.option(
+    "--boundary",
+    type=click.Path(),
+    default=None,
+    help="Also write the 0/1 boundary map (.tif, or a folder).",
+)
+@compose(encoder_option, checkpoint_option, weights_option, device_option)
+@click.option("--chip-size", type=int, default=1024, show_default=True, help="Chip side (pixels).")
+@click.option(
+    "--overlap", type=int, default=None, help="Pixels shared by chips [default: chip size / 4]."
+)
+@click.option(
+    "--points-per-side", type=int, default=32, show_default=True, help="Prompt grid per chip."
+)
+@click.option(
+    "--batch-size", type=int, default=64, show_default=True, help="Point prompts decoded together."
+)
+@click.option(
+    "--pred-iou-thresh", type=float, default=0.96, show_default=True, help="SSRS's setting."
+)
+@click.option(
+    "--stability-thresh", type=float, default=0.95, show_default=True, help="Mask stability."
+)
+@click.option(
+    "--box-nms-thresh", type=float, default=0.5, show_default=True, help="SSRS's setting."
+)
+@click.option(
+    "--min-area",
+    default="50px",
+    show_default=True,
+    help="Drop objects smaller than this (SSRS: 50 px); '200m2' for square metres.",
+)
+@compose(bands_option, nodata_option, overwrite_option, verbose_option, quiet_option)
+@handle_errors
+def sam_objects(
+    source: str,
+    output: str,
+    boundary: str | None,
+    encoder: str,
+    checkpoint: str | None,
+    weights: str,
+    device: str,
+    chip_size: int,
+    overlap: int | None,
+    points_per_side: int,
+    batch_size: int,
+    pred_iou_thresh: float,
+    stability_thresh: float,
+    box_nms_thresh: float,
+    min_area: str,
+    bands: str | None,
+    nodata: float | None,
+    overwrite: bool,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """SAM object map (uint32 ids, 0 = none) and boundary map of SOURCE, for SSRS training.
+
+    SOURCE is a georeferenced raster (outputs on its grid) or a folder of images (one
+    <name>.tif per image in the output folders). Defaults follow SSRS (predicted IoU 0.96,
+    box NMS 0.5, objects of at least 50 pixels).
+    """
+    setup_output(verbose, quiet)
+    from rs_sam.segment.sam_objects import sam_objects as run
+
+    values = dict(locals(), simplify=None)
+    result = run(
+        source,
+        output,
+        boundary_out=boundary,
+        settings=_settings(values),
+        overwrite=overwrite,
+        show_progress=not quiet,
     )
     if not quiet:
         click.echo(result.summary(), err=True)
+
+
+def _settings(options: dict[str, Any]) -> SegmentSettings:
+    """SegmentSettings from a command's options."""
+    from rs_sam.data.bands import parse_bands
+    from rs_sam.segment.settings import SegmentSettings
+    from rs_sam.vector.polygonize import MinArea
+
+    return SegmentSettings(
+        encoder=options["encoder"],
+        weights=options["weights"],
+        checkpoint=Path(options["checkpoint"]) if options["checkpoint"] else None,
+        device=options["device"],
+        chip_size=options["chip_size"],
+        overlap=options["overlap"],
+        points_per_side=options["points_per_side"],
+        batch_size=options["batch_size"],
+        pred_iou_thresh=options["pred_iou_thresh"],
+        stability_thresh=options["stability_thresh"],
+        box_nms_thresh=options["box_nms_thresh"],
+        min_area=MinArea.parse(options["min_area"]),
+        simplify=options["simplify"],
+        bands=parse_bands(options["bands"]),
+        nodata=options["nodata"],
+    )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from affine import Affine
+from rasterio.crs import CRS
 
 from rs_sam.data.pair import SceneRaster, fit_to_shape
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit
@@ -28,6 +29,19 @@ class ChipImage:
     window: ChipWindow
     image: np.ndarray  # (C, S, S) float32, the file's values; 0 where not valid
     valid: np.ndarray  # (S, S) bool: inside the raster and not nodata
+
+
+class ChipSource(Protocol):
+    """What chip-by-chip processing of one image needs (a :class:`Scene`, an image file)."""
+
+    grid: RasterGrid
+
+    @property
+    def eight_bit(self) -> bool: ...
+
+    def read_chip(self, window: ChipWindow) -> ChipImage: ...
+
+    def read_overview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Scene:
@@ -97,3 +111,49 @@ class Scene:
             else:
                 valid &= ~np.all(image == self.nodata, axis=0)
         return valid
+
+
+class ImageScene:
+    """A plain image (PNG, JPEG, BMP, TIFF without georeferencing) held in memory.
+
+    For dataset tiles without georeferencing: the grid is the image's pixel grid (a
+    placeholder CRS with one map unit per pixel), so outputs line up pixel for pixel.
+    """
+
+    def __init__(self, image: np.ndarray, *, label: str, eight_bit: bool) -> None:
+        self.image = image.astype(np.float32, copy=False)  # (C, H, W)
+        self.label = label
+        self._eight_bit = eight_bit
+        height, width = image.shape[-2:]
+        self.grid = pixel_grid(width, height)
+
+    @property
+    def eight_bit(self) -> bool:
+        return self._eight_bit
+
+    def read_chip(self, window: ChipWindow) -> ChipImage:
+        size = window.size
+        image = np.zeros((self.image.shape[0], size, size), np.float32)
+        valid = np.zeros((size, size), bool)
+        rows = max(0, min(size, self.grid.height - window.row_off))
+        cols = max(0, min(size, self.grid.width - window.col_off))
+        image[:, :rows, :cols] = self.image[
+            :, window.row_off : window.row_off + rows, window.col_off : window.col_off + cols
+        ]
+        valid[:rows, :cols] = True
+        return ChipImage(window=window, image=image, valid=valid)
+
+    def read_overview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        step = max(1, math.ceil(max(self.grid.width, self.grid.height) / max_side))
+        overview = self.image[:, ::step, ::step]
+        return overview, np.ones(overview.shape[1:], bool)
+
+
+def pixel_grid(width: int, height: int) -> RasterGrid:
+    """A grid for an image without georeferencing: one map unit per pixel, y up."""
+    return RasterGrid(
+        crs=CRS.from_epsg(3857),  # placeholder: only the pixel geometry is used
+        transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(height)),
+        width=width,
+        height=height,
+    )

@@ -19,12 +19,12 @@ import numpy as np
 from rs_sam.data.bands import select_bands
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
-from rs_sam.data.scene import Scene
+from rs_sam.data.scene import ChipSource, Scene
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
-from rs_sam.models.encoders import get_encoder, load_encoder
+from rs_sam.models.encoders import FrozenEncoder, get_encoder, load_encoder
 from rs_sam.segment.merge import MergedObject, merge_objects
 from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator, chip_objects
 from rs_sam.segment.settings import SegmentSettings
@@ -80,24 +80,57 @@ def segment_anything(
     """
     started = time.perf_counter()
     settings = settings or SegmentSettings()
-    spec = get_encoder(settings.encoder)
-    if generator is None and spec.embedding_dim is None:
-        raise ConfigError(
-            f"encoder '{spec.name}' has no SAM mask decoder, which segment --mode anything "
-            "needs; use --encoder mobile_sam or sam_vit_b/l/h"
-        )
+    if generator is None:
+        get_encoder(settings.encoder)  # an unknown name fails before any data is read
     output = check_output_path(Path(output), overwrite=overwrite)
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
-    stretch = JointStretch.fit_scene(scene)
-    if generator is None:
-        encoder = load_encoder(
-            settings.encoder,
-            weights=settings.weights,
-            checkpoint=settings.checkpoint,
-            device=resolve_device(settings.device),
+    generator = generator or sam_generator(settings)
+    merged, chips = find_objects(
+        scene, generator, settings, show_progress=show_progress, on_progress=on_progress
+    )
+    frame = objects_frame(merged, scene.grid, settings.min_area, settings.simplify)
+    write_vectors(frame, output, overwrite=overwrite)
+    return SegmentResult(
+        output=output,
+        chips=chips,
+        objects=len(frame),
+        seconds=time.perf_counter() - started,
+        megapixels=scene.grid.width * scene.grid.height / 1e6,
+    )
+
+
+def load_sam(settings: SegmentSettings) -> FrozenEncoder:
+    """The settings' SAM-family encoder with its prompt encoder and mask decoder."""
+    spec = get_encoder(settings.encoder)
+    if spec.embedding_dim is None:
+        raise ConfigError(
+            f"encoder '{spec.name}' has no SAM mask decoder, which segmentation with SAM "
+            "needs; use --encoder mobile_sam or sam_vit_b/l/h"
         )
-        generator = SamMaskGenerator(encoder, settings.proposals)
+    return load_encoder(
+        settings.encoder,
+        weights=settings.weights,
+        checkpoint=settings.checkpoint,
+        device=resolve_device(settings.device),
+    )
+
+
+def sam_generator(settings: SegmentSettings) -> SamMaskGenerator:
+    """SAM automatic mask generation with the settings' encoder and thresholds."""
+    return SamMaskGenerator(load_sam(settings), settings.proposals)
+
+
+def find_objects(
+    scene: ChipSource,
+    generator: MaskGenerator,
+    settings: SegmentSettings,
+    *,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[list[MergedObject], int]:
+    """The objects of a whole raster: every chip's masks, merged. Returns (objects, chips)."""
+    stretch = JointStretch.fit_scene(scene)
     windows = chip_windows(scene.grid, settings.chip_size, settings.tile_overlap)
     found: list[tuple[ChipWindow, list[ChipObject]]] = []
 
@@ -116,16 +149,7 @@ def segment_anything(
         description="segment",
         on_progress=on_progress,
     )
-    merged = merge_objects(found, scene.grid, match_iou=settings.match_iou)
-    frame = objects_frame(merged, scene.grid, settings.min_area, settings.simplify)
-    write_vectors(frame, output, overwrite=overwrite)
-    return SegmentResult(
-        output=output,
-        chips=len(windows),
-        objects=len(frame),
-        seconds=time.perf_counter() - started,
-        megapixels=scene.grid.width * scene.grid.height / 1e6,
-    )
+    return merge_objects(found, scene.grid, match_iou=settings.match_iou), len(windows)
 
 
 def objects_frame(

@@ -87,8 +87,8 @@ def merge_objects(
 def _footprint(window: ChipWindow, grid: RasterGrid) -> BaseGeometry:
     """The chip's pixels inside the raster, as a map-coordinate box."""
     clipped = window.clipped(grid)
-    left, top = grid.transform * (clipped.col_off, clipped.row_off)
-    right, bottom = grid.transform * (
+    left, top = grid.transform @ (clipped.col_off, clipped.row_off)
+    right, bottom = grid.transform @ (
         clipped.col_off + clipped.width,
         clipped.row_off + clipped.height,
     )

@@ -18,6 +18,7 @@ import rasterio.features
 import shapely
 import torch
 import torch.nn.functional as F
+from affine import Affine
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -110,13 +111,7 @@ def chip_objects(
         pixels = int(mask.sum())
         if pixels < min_pixels:
             continue
-        parts = [
-            shape(geometry)
-            for geometry, _ in rasterio.features.shapes(
-                mask.view(np.uint8), mask=mask, connectivity=4, transform=transform
-            )
-        ]
-        geometry = parts[0] if len(parts) == 1 else shapely.union_all(parts)
+        geometry = mask_polygon(mask, transform)
         cut = bool(
             (edges[0] and mask[0].any())
             or (edges[1] and mask[-1].any())
@@ -125,6 +120,17 @@ def chip_objects(
         )
         objects.append(ChipObject(geometry, item.score, item.stability, pixels, cut))
     return objects
+
+
+def mask_polygon(mask: np.ndarray, transform: Affine) -> BaseGeometry:
+    """The (multi)polygon of a non-empty boolean mask's pixels, through ``transform``."""
+    parts = [
+        shape(geometry)
+        for geometry, _ in rasterio.features.shapes(
+            mask.view(np.uint8), mask=mask, connectivity=4, transform=transform
+        )
+    ]
+    return parts[0] if len(parts) == 1 else shapely.union_all(parts)
 
 
 def _interior_edges(window: ChipWindow, grid: RasterGrid) -> tuple[bool, bool, bool, bool]:

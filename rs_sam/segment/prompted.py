@@ -1,0 +1,248 @@
+"""Decoding point and box prompts on a chip with SAM's prompt encoder and mask decoder.
+
+Coordinates: a prompt on a chip is in continuous chip pixel coordinates (x = column,
+y = row, pixel centres at +0.5, see :mod:`rs_sam.segment.prompts`). The encoder resizes the
+square chip of side ``C`` to its square input of side ``S`` (bilinear, ``align_corners=False``,
+:meth:`FrozenEncoder.preprocess`), which maps continuous coordinates by ``u * S / C``. SAM's
+prompt encoder adds 0.5 to every coordinate it gets (it takes pixel indices), so the
+coordinates passed to it are ``u * S / C - 0.5``: a point at a chip pixel's centre lands
+on the centre of the same place in the model input.
+
+Masks follow SAM's conventions: three ambiguity masks for a single point without a box,
+one mask otherwise (several points, or a box), unless ``multimask="all"`` asks for the
+three. ``"best"`` keeps the mask with the highest predicted IoU. The decoder's low-resolution
+logits (``4E x 4E`` for an ``E x E`` embedding) are resized bilinearly (``align_corners=False``)
+straight to the chip's side and thresholded at 0. SAM's predictor resizes to ``S`` first,
+then to the image size; for a square chip without padding both are the same geometry, and
+the direct resize skips the ``S x S`` intermediate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rs_sam.errors import ConfigError
+from rs_sam.inference.grid import ChipWindow
+from rs_sam.models.encoders.base import FrozenEncoder
+from rs_sam.models.fast_decoder import decode_points
+from rs_sam.segment.prompts import Prompt, PromptError
+
+__all__ = [
+    "Multimask",
+    "PromptMask",
+    "decode_logits",
+    "decode_prompt",
+    "decode_prompts",
+    "shift_prompt",
+    "uses_multimask",
+]
+
+Multimask = Literal["best", "all"]
+
+#: Prompts with a box decoded together by the official decoder (it copies the embedding per
+#: prompt: 4 MiB each for a 64x64x256 embedding).
+DEFAULT_BATCH = 16
+
+
+class PromptMask(NamedTuple):
+    """One mask of a prompt.
+
+    Attributes:
+        mask: ``(C, C)`` bool at chip resolution.
+        score: SAM's predicted IoU.
+        index: position among the decoder's outputs: 0..2 for the three ambiguity masks,
+            0 for the single mask.
+    """
+
+    mask: np.ndarray
+    score: float
+    index: int
+
+
+def shift_prompt(prompt: Prompt, window: ChipWindow) -> Prompt:
+    """``prompt`` from raster pixel coordinates to pixel coordinates of ``window``'s chip."""
+    return prompt.shifted(-float(window.col_off), -float(window.row_off))
+
+
+def uses_multimask(prompt: Prompt, multimask: Multimask = "best") -> bool:
+    """Whether the decoder is asked for three masks: one point without a box, or ``"all"``."""
+    return multimask == "all" or (len(prompt.points) == 1 and prompt.box is None)
+
+
+def decode_prompt(
+    encoder: FrozenEncoder,
+    embedding: Tensor,
+    prompt_in_chip: Prompt,
+    chip_size: int,
+    *,
+    multimask: Multimask = "best",
+) -> list[PromptMask]:
+    """The mask(s) of one prompt on one chip.
+
+    Args:
+        encoder: a SAM encoder (with ``prompt_encoder`` and ``mask_decoder``).
+        embedding: ``(1, 256, E, E)`` image embedding of the chip (``encoder.embed``).
+        prompt_in_chip: the prompt in the chip's pixel coordinates (:func:`shift_prompt`).
+        chip_size: side ``C`` of the chip the embedding was computed from.
+        multimask: ``"best"``: the mask with the highest predicted IoU; ``"all"``: the three
+            ambiguity masks.
+
+    Returns:
+        One :class:`PromptMask` (``"best"``) or three (``"all"``), masks ``(C, C)`` bool.
+    """
+    return decode_prompts(encoder, embedding, [prompt_in_chip], chip_size, multimask)[0]
+
+
+@torch.inference_mode()
+def decode_prompts(
+    encoder: FrozenEncoder,
+    embedding: Tensor,
+    prompts: list[Prompt],
+    chip_size: int,
+    multimask: Multimask = "best",
+    *,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[list[PromptMask]]:
+    """The masks of many prompts sharing one chip, as :func:`decode_prompt` for each.
+
+    Prompts with the same number of points and the same box presence are decoded together
+    (see :func:`decode_logits`); only the kept masks are resized to the chip.
+
+    Returns:
+        One list per prompt, in order, of one (``"best"``) or three (``"all"``) masks.
+    """
+    decoded = decode_logits(
+        encoder, embedding, prompts, chip_size, multimask, batch_size=batch_size
+    )
+    out = []
+    for logits, iou in decoded:
+        order = [int(iou.argmax())] if multimask == "best" else list(range(len(iou)))
+        masks = _upsample(logits[order], chip_size) > 0
+        out.append(
+            [
+                PromptMask(mask=masks[k].cpu().numpy(), score=float(iou[i]), index=i)
+                for k, i in enumerate(order)
+            ]
+        )
+    return out
+
+
+@torch.inference_mode()
+def decode_logits(
+    encoder: FrozenEncoder,
+    embedding: Tensor,
+    prompts: list[Prompt],
+    chip_size: int,
+    multimask: Multimask = "best",
+    *,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[tuple[Tensor, Tensor]]:
+    """SAM's low-resolution logits and predicted IoU of each prompt on one chip.
+
+    Prompts are grouped by shape (number of points, box or not); each group is decoded in
+    batches of ``batch_size`` with one decoder call per batch. Point-only groups go through
+    :func:`~rs_sam.models.fast_decoder.decode_points` (equal to the official forward up to
+    float rounding), groups with a box through the official ``prompt_encoder`` and
+    ``mask_decoder``.
+
+    Args:
+        encoder: a SAM encoder (with ``prompt_encoder`` and ``mask_decoder``).
+        embedding: ``(1, 256, E, E)`` image embedding of the chip.
+        prompts: prompts in the chip's pixel coordinates.
+        chip_size: side ``C`` of the chip.
+        multimask: ``"all"`` asks every prompt for three masks; ``"best"`` follows SAM's
+            rule (:func:`uses_multimask`).
+        batch_size: prompts per decoder call, >= 1.
+
+    Returns:
+        Per prompt, in order: logits ``(M, 4E, 4E)`` and predicted IoU ``(M,)``, M = 3 or 1,
+        on the embedding's device.
+
+    Raises:
+        ConfigError: the encoder has no SAM decoder, bad ``multimask``, ``chip_size`` or
+            ``batch_size``, or an embedding of the wrong shape.
+        PromptError: a prompt with neither points nor a box.
+    """
+    prompt_encoder, mask_decoder = _check(encoder, embedding, chip_size, multimask, batch_size)
+    scale = encoder.input_size / chip_size
+    groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
+    for i, prompt in enumerate(prompts):
+        if len(prompt.points) == 0 and prompt.box is None:
+            raise PromptError(f"prompt {prompt.id} has neither points nor a box; give it one")
+        groups[(len(prompt.points), prompt.box is not None)].append(i)
+    results: list[tuple[Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
+    device = embedding.device
+    for (n_points, has_box), members in groups.items():
+        multimask_output = multimask == "all" or (n_points == 1 and not has_box)
+        for start in range(0, len(members), batch_size):
+            batch = [prompts[i] for i in members[start : start + batch_size]]
+            points = labels = boxes = None
+            if n_points:
+                xy = np.stack([p.points for p in batch]) * scale - 0.5
+                points = torch.as_tensor(xy, dtype=torch.float32, device=device)
+                labels = torch.as_tensor(np.stack([p.labels for p in batch]), device=device)
+            if has_box:
+                box = np.stack([p.box for p in batch]) * scale - 0.5
+                boxes = torch.as_tensor(box, dtype=torch.float32, device=device)
+            if boxes is None:
+                logits, iou = decode_points(
+                    prompt_encoder,
+                    mask_decoder,
+                    embedding,
+                    points,
+                    labels,
+                    multimask_output=multimask_output,
+                )
+            else:
+                sparse, dense = prompt_encoder(
+                    points=None if points is None else (points, labels), boxes=boxes, masks=None
+                )
+                logits, iou = mask_decoder(
+                    image_embeddings=embedding,
+                    image_pe=prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask_output,
+                )
+            for k, i in enumerate(members[start : start + batch_size]):
+                results[i] = (logits[k], iou[k])
+    return results
+
+
+def _check(
+    encoder: FrozenEncoder, embedding: Tensor, chip_size: int, multimask: str, batch_size: int
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The encoder's SAM prompt encoder and mask decoder, after checking the arguments."""
+    prompt_encoder, mask_decoder = encoder.prompt_encoder, encoder.mask_decoder
+    if prompt_encoder is None or mask_decoder is None:
+        raise ConfigError(
+            f"encoder '{encoder.spec.name}' has no SAM prompt decoder; use a SAM encoder such "
+            "as 'mobile_sam' or 'sam_vit_b' for prompts"
+        )
+    if multimask not in ("best", "all"):
+        raise ConfigError(f"multimask={multimask!r} is invalid; use 'best' or 'all'")
+    if isinstance(chip_size, bool) or not isinstance(chip_size, int) or chip_size < 1:
+        raise ConfigError(f"chip_size={chip_size!r} is invalid; use the chip's side in pixels")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size!r} is invalid; use an integer >= 1")
+    side = tuple(prompt_encoder.image_embedding_size)
+    expected = (1, prompt_encoder.embed_dim, *side)
+    if tuple(embedding.shape) != expected:
+        raise ConfigError(
+            f"embedding has shape {tuple(embedding.shape)}, expected {expected}; pass "
+            f"encoder.embed(chip) of one chip"
+        )
+    return prompt_encoder, mask_decoder
+
+
+def _upsample(logits: Tensor, chip_size: int) -> Tensor:
+    """``(M, h, w)`` low-resolution logits -> ``(M, C, C)`` (bilinear, no corner alignment)."""
+    return F.interpolate(
+        logits[None].float(), size=(chip_size, chip_size), mode="bilinear", align_corners=False
+    )[0]
