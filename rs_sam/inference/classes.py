@@ -8,21 +8,17 @@ a temporary name and renamed, so a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from rs_sam.errors import ConfigError
+from rs_sam.inference.raster_io import atomic_path, block_windows
 
 #: Output nodata of class rasters (uint8; classes are 0..254).
 CLASS_NODATA = 255
-_BLOCK = 1024
 
 
 def write_class_raster(
@@ -57,32 +53,17 @@ def write_class_raster(
         predictor=1,
         compress="deflate",
     )
-    out_path = Path(out_path)
-    tmp = out_path.parent / f".{out_path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for row in range(0, profile["height"], _BLOCK):
-                for col in range(0, profile["width"], _BLOCK):
-                    window = Window(
-                        col,
-                        row,
-                        min(_BLOCK, profile["width"] - col),
-                        min(_BLOCK, profile["height"] - row),
-                    )
-                    for band, path in enumerate(probabilities, start=1):
-                        with rasterio.open(path) as src:
-                            dst.write(_argmax(src.read(window=window)), band, window=window)
-            for band in range(1, len(probabilities) + 1):
-                if descriptions is not None:
-                    dst.set_band_description(band, descriptions[band - 1])
-                if colormap is not None:
-                    dst.write_colormap(band, colormap)
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return out_path
+    with atomic_path(Path(out_path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for window in block_windows(profile["width"], profile["height"]):
+            for band, path in enumerate(probabilities, start=1):
+                with rasterio.open(path) as src:
+                    dst.write(_argmax(src.read(window=window)), band, window=window)
+        for band in range(1, len(probabilities) + 1):
+            if descriptions is not None:
+                dst.set_band_description(band, descriptions[band - 1])
+            if colormap is not None:
+                dst.write_colormap(band, colormap)
+    return Path(out_path)
 
 
 def _argmax(probability: np.ndarray) -> np.ndarray:
@@ -90,3 +71,23 @@ def _argmax(probability: np.ndarray) -> np.ndarray:
     classes = probability.argmax(axis=0).astype(np.uint8)
     classes[(probability < 0).any(axis=0)] = CLASS_NODATA
     return classes
+
+
+def write_class_scores(probabilities: Path, out_path: Path) -> Path:
+    """k bands: each class's probability where it wins the argmax, 0 elsewhere (by blocks).
+
+    Polygonising band ``c`` at any threshold in ``(0, 1/k]`` then gives exactly the pixels
+    of class ``c``, with the class probability as the polygons' score. Nodata is kept.
+    """
+    with rasterio.open(probabilities) as src:
+        profile = src.profile
+    with atomic_path(Path(out_path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for window in block_windows(profile["width"], profile["height"]):
+            with rasterio.open(probabilities) as src:
+                probability = src.read(window=window)
+            winner = probability.argmax(axis=0)
+            classes = np.arange(len(probability))[:, None, None]
+            scores = np.where(classes == winner, probability, 0.0).astype(np.float32)
+            scores[:, (probability < 0).any(axis=0)] = profile["nodata"]
+            dst.write(scores, window=window)
+    return Path(out_path)

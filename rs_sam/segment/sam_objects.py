@@ -12,8 +12,6 @@ tiles) give TIFFs of their pixel grid.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,6 +32,7 @@ from rs_sam.data.scene import ChipSource, ImageScene, Scene
 from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback
 from rs_sam.inference.grid import RasterGrid
+from rs_sam.inference.raster_io import atomic_path
 from rs_sam.segment.anything import find_objects, objects_frame, sam_generator
 from rs_sam.segment.objects import MaskGenerator
 from rs_sam.segment.settings import SegmentSettings
@@ -254,17 +253,5 @@ def _fake_info(path: Path, pixels: np.ndarray) -> RasterInfo:
     )
 
 
-@contextlib.contextmanager
-def _atomic(path: Path | None) -> Iterator[Path | None]:
-    """A temporary name beside ``path``, renamed over it on success, removed on failure."""
-    if path is None:
-        yield None
-        return
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+def _atomic(path: Path | None) -> contextlib.AbstractContextManager[Path | None]:
+    return atomic_path(path) if path is not None else contextlib.nullcontext()

@@ -1,0 +1,32 @@
+"""Writing rasters safely and by blocks: atomic outputs and block windows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from rasterio.windows import Window
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path``, renamed over it on success, removed on failure."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def block_windows(width: int, height: int, size: int = 1024) -> Iterator[Window]:
+    """Row-major windows of at most ``size`` x ``size`` covering a ``width`` x ``height`` grid."""
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield Window(col, row, min(size, width - col), min(size, height - row))

@@ -1,0 +1,664 @@
+"""UNetFormer: a UNet-like transformer decoder for semantic segmentation of remote sensing images.
+
+The network of Wang et al. (ISPRS J. Photogramm. 2022), written from the paper for two
+encoders: a (frozen) SAM-family :class:`~rs_sam.models.encoders.FrozenEncoder` behind conv
+adapters, or the paper's ResNet-18. Every channel count is derived from the encoder's.
+
+Data flow (``S`` = model input side: the encoder's ``input_size`` for SAM, the chip for ResNet;
+``D`` = ``decoder_channels``)::
+
+    sam:      chip (B, 3, H, H) 0..255 -> encoder.preprocess (resize to S, normalise)
+              -> 4 maps at strides 4/8/16/32 of S (C_0..C_3 = encoder.channels)
+              -> adapters: 1x1 conv-BN-ReLU to A_i = max(8, C_i // adapter_reduction)
+    resnet18: chip (B, 3, H, W) 0..255 -> ImageNet normalisation -> ResNet-18 stages 1..4
+              -> A = (64, 128, 256, 512) at strides 4/8/16/32
+
+    stride 32: 1x1 conv-BN (A_3 -> D) -> GLTB                         -> x4  (aux)
+    stride 16: WF(up2(x4), A_2 skip)  -> GLTB                         -> x3  (aux)
+    stride 8:  WF(up2(x3), A_1 skip)  -> GLTB                         -> x2  (aux)
+    stride 4:  FRH(up2(x2), A_0 skip): WF fusion, then spatial + channel attention
+    head:      3x3 conv-BN-ReLU6, dropout, 1x1 conv to num_classes -> bilinear to (H, W)
+    aux head (training, ``aux_head=True``): up(x4) + up(x3) + x2 at stride 8 -> 3x3
+               conv-BN-ReLU6, dropout, 1x1 conv -> bilinear to (H, W)
+
+GLTB (global-local transformer block), on ``(B, D, h, w)``::
+
+    x = x + GLA(BN(x));  x = x + MLP(BN(x))        MLP: 1x1 conv D->4D, ReLU6, 1x1 conv 4D->D
+    GLA(x) = proj(cross(window_msa(x)) + BN(conv3x3(x)) + BN(conv1x1(x)))
+      window_msa: 1x1 conv to q, k, v; multi-head self-attention inside non-overlapping
+                  ws x ws windows with a learned relative position bias
+      cross:      mean over ws pixels along the rows plus mean over ws pixels along the
+                  columns of the attention output (context across window borders)
+      proj:       depthwise ws x ws conv, BN, 1x1 conv
+
+WF (weighted fusion): ``w = relu(weights) / (sum(relu(weights)) + 1e-8)``;
+``3x3 conv-BN-ReLU6(w_0 * conv1x1(skip) + w_1 * up(x))``.
+
+Choices where the paper is silent or its code is specific to one setup:
+
+* Maps whose side is not a multiple of the window are zero-padded on the bottom/right for
+  the attention and the padded pixels are masked out as keys (the paper's code reflects
+  them in, which fails on maps smaller than the window and lets padding leak into the
+  attention); the output is cropped back. The cross-shaped means use edge-replicated
+  padding so the output keeps the map size.
+* Upsampling is bilinear onto the skip's size (not a fixed factor 2), so odd chip sizes and
+  cached features of any size work.
+* The SAM path adds 1x1 conv-BN-ReLU adapters in front of the decoder (frozen features need
+  a trainable nonlinearity; as SAM-CD). ``adapter_reduction`` narrows them like SAM-CD's
+  (default 1: the encoder widths; for ViT-B, (768, 768, 256, 256), 4 saves compute).
+* Activations are ReLU6 as in the paper's code; the GLTB norms are BatchNorm (the code's
+  choice; the maps are small and batches of chips are large enough).
+* The FRH channel attention reduces by 16 (at least 1 channel); the spatial attention is a
+  depthwise 3x3 conv and a sigmoid, as in the paper's code.
+* ``freeze_encoder=True`` with ``backbone="resnet18"`` is allowed only with ImageNet weights:
+  a frozen random ResNet learns nothing and is not in the head checkpoint.
+
+Auxiliary head: with ``aux_head=True`` the model in training mode returns
+``(logits, aux_logits)``, both ``(B, num_classes, H, W)``. Train with
+``CE(logits) + aux_weight * CE(aux_logits)`` (0.4 in the paper;
+:class:`rs_sam.segment.losses.SegmentationLoss` takes ``aux_logits``); the SAM losses apply to
+the main logits only. In eval mode the model returns the logits alone; the aux head's weights
+are part of :meth:`UNetFormer.head_state_dict`, so build the inference model with the same
+``aux_head`` before loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Self
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rs_sam.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputRasterError
+from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.samcd import adapter_channels
+
+__all__ = ["UNetFormer"]
+
+Backbone = Literal["sam", "resnet18"]
+
+#: ImageNet statistics of 0..1 RGB (scaled to 0..255 in the model).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Expansion of the GLTB MLP.
+MLP_RATIO = 4
+#: Channel reduction of the FRH channel attention.
+CHANNEL_ATTENTION_REDUCTION = 16
+#: Keeps the fusion weights' normalisation finite when both are 0.
+FUSION_EPS = 1e-8
+#: How many offending keys a state-dict mismatch error lists.
+_KEYS_SHOWN = 5
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+class _ConvBN(nn.Sequential):
+    """``k x k`` conv (no bias, "same" padding for odd ``k``) and BatchNorm."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+
+
+class _ConvBNReLU(nn.Sequential):
+    """``k x k`` conv (no bias), BatchNorm, ReLU6 (plain ReLU when ``relu6`` is False)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 3, *, relu6: bool = True
+    ) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU6() if relu6 else nn.ReLU(),
+        )
+
+
+class _SeparableConvBN(nn.Module):
+    """Depthwise ``k x k`` conv (zero "same" padding, any ``k``), BatchNorm, pointwise conv."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        # (left, right, top, bottom): even kernels pad one more on the bottom/right.
+        lo, hi = (kernel_size - 1) // 2, kernel_size // 2
+        self.padding = (lo, hi, lo, hi)
+        self.depthwise = nn.Conv2d(channels, channels, kernel_size, groups=channels, bias=False)
+        self.norm = nn.BatchNorm2d(channels)
+        self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, h, w)`` -> ``(N, C, h, w)``."""
+        return self.pointwise(self.norm(self.depthwise(F.pad(x, self.padding))))
+
+
+def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize of ``(N, C, h, w)`` to ``size`` (no-op when already there)."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class _GlobalLocalAttention(nn.Module):
+    """Window self-attention with cross-shaped context (global) plus conv branches (local).
+
+    Args:
+        dim: Channels ``D`` in and out.
+        num_heads: Attention heads; must divide ``dim``.
+        window_size: Side ``ws`` of the attention windows and of the cross-shaped means.
+    """
+
+    relative_index: Tensor  # (ws*ws, ws*ws) int64, non-persistent
+
+    def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.local3 = _ConvBN(dim, dim, 3)
+        self.local1 = _ConvBN(dim, dim, 1)
+        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=False)
+        self.proj = _SeparableConvBN(dim, window_size)
+        # One learned bias per head and relative offset (dy, dx) in [-(ws-1), ws-1]^2.
+        span = 2 * window_size - 1
+        self.relative_bias = nn.Parameter(torch.zeros(span * span, num_heads))
+        nn.init.trunc_normal_(self.relative_bias, std=0.02)
+        ys, xs = torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")
+        ys, xs = ys.flatten(), xs.flatten()  # (ws*ws,)
+        dy = ys[:, None] - ys[None, :] + window_size - 1
+        dx = xs[:, None] - xs[None, :] + window_size - 1
+        self.register_buffer("relative_index", dy * span + dx, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D, h, w)`` -> ``(B, D, h, w)``."""
+        local = self.local3(x) + self.local1(x)
+        attended = self._window_attention(x)
+        return self.proj(self._cross_context(attended) + local)
+
+    def _window_attention(self, x: Tensor) -> Tensor:
+        """Multi-head self-attention inside ``ws x ws`` windows, ``(B, D, h, w)`` -> same."""
+        batch, dim, height, width = x.shape
+        ws, heads = self.window_size, self.num_heads
+        pad_h, pad_w = -height % ws, -width % ws
+        qkv = self.qkv(F.pad(x, (0, pad_w, 0, pad_h)))  # (B, 3D, Hp, Wp)
+        rows, cols = (height + pad_h) // ws, (width + pad_w) // ws
+        # (B, 3, heads, d, rows, ws, cols, ws) -> (3, B, rows*cols, heads, ws*ws, d)
+        qkv = qkv.view(batch, 3, heads, dim // heads, rows, ws, cols, ws)
+        qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(
+            3, batch, rows * cols, heads, ws * ws, dim // heads
+        )
+        bias = self.relative_bias[self.relative_index.view(-1)]  # (ws^4, heads)
+        bias = bias.view(ws * ws, ws * ws, heads).permute(2, 0, 1)  # (heads, N, N)
+        bias = bias.to(qkv.dtype)
+        if pad_h or pad_w:
+            valid = torch.zeros(rows * ws, cols * ws, dtype=torch.bool, device=x.device)
+            valid[:height, :width] = True
+            valid = valid.view(rows, ws, cols, ws).permute(0, 2, 1, 3).reshape(rows * cols, -1)
+            # Padded keys get -inf; every window keeps >= 1 real key (padding < ws).
+            blocked = torch.zeros(valid.shape, dtype=qkv.dtype, device=x.device)
+            blocked = blocked.masked_fill(~valid, float("-inf"))
+            bias = bias[None] + blocked[:, None, None, :]  # (windows, heads, N, N)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
+        # (B, rows*cols, heads, ws*ws, d) -> (B, D, Hp, Wp) -> crop
+        out = out.view(batch, rows, cols, heads, ws, ws, dim // heads)
+        out = out.permute(0, 3, 6, 1, 4, 2, 5).reshape(batch, dim, rows * ws, cols * ws)
+        return out[:, :, :height, :width]
+
+    def _cross_context(self, x: Tensor) -> Tensor:
+        """Mean over ``ws`` pixels along each column plus along each row; same shape."""
+        ws = self.window_size
+        lo, hi = (ws - 1) // 2, ws // 2
+        vertical = F.avg_pool2d(F.pad(x, (0, 0, lo, hi), mode="replicate"), (ws, 1), stride=1)
+        horizontal = F.avg_pool2d(F.pad(x, (lo, hi, 0, 0), mode="replicate"), (1, ws), stride=1)
+        return vertical + horizontal
+
+
+class _GLTB(nn.Module):
+    """Global-local transformer block: attention and MLP, each behind BN with a residual."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.attention = _GlobalLocalAttention(dim, num_heads, window_size)
+        self.norm2 = nn.BatchNorm2d(dim)
+        hidden = MLP_RATIO * dim
+        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU6(), nn.Conv2d(hidden, dim, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, D, h, w)`` -> ``(B, D, h, w)``."""
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _WeightedFusion(nn.Module):
+    """Upsample the decoder map onto the skip, learned normalised weighted sum, 3x3 conv."""
+
+    def __init__(self, skip_channels: int, dim: int) -> None:
+        super().__init__()
+        self.skip = nn.Conv2d(skip_channels, dim, 1, bias=False)
+        self.weights = nn.Parameter(torch.ones(2))
+        self.post = _ConvBNReLU(dim, dim, 3)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        """``(B, D, h, w)`` and ``(B, A, ~2h, ~2w)`` -> ``(B, D, *skip.shape[-2:])``."""
+        weights = F.relu(self.weights)
+        weights = weights / (weights.sum() + FUSION_EPS)
+        fused = weights[0] * self.skip(skip) + weights[1] * _resize(x, skip.shape[-2:])
+        return self.post(fused)
+
+
+class _FeatureRefinementHead(nn.Module):
+    """Stride-4 fusion, then spatial and channel attention, a separable conv and a shortcut."""
+
+    def __init__(self, skip_channels: int, dim: int) -> None:
+        super().__init__()
+        self.fusion = _WeightedFusion(skip_channels, dim)
+        self.spatial = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.Sigmoid())
+        hidden = max(1, dim // CHANNEL_ATTENTION_REDUCTION)
+        self.channel = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(dim, hidden, 1, bias=False),
+            nn.ReLU6(),
+            nn.Conv2d(hidden, dim, 1, bias=False),
+            nn.Sigmoid(),
+        )
+        self.shortcut = _ConvBN(dim, dim, 1)
+        self.proj = _SeparableConvBN(dim, 3)
+        self.act = nn.ReLU6()
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        """``(B, D, h, w)`` and ``(B, A_0, ~2h, ~2w)`` -> ``(B, D, *skip.shape[-2:])``."""
+        x = self.fusion(x, skip)
+        attended = self.spatial(x) * x + self.channel(x) * x
+        return self.act(self.proj(attended) + self.shortcut(x))
+
+
+class _ClassifierHead(nn.Sequential):
+    """3x3 conv-BN-ReLU6, dropout, 1x1 conv to classes."""
+
+    def __init__(self, dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__(
+            _ConvBNReLU(dim, dim, 3), nn.Dropout2d(dropout), nn.Conv2d(dim, num_classes, 1)
+        )
+
+
+class _Decoder(nn.Module):
+    """GLTB decoder, feature refinement head and classifier(s) on a 4-map pyramid.
+
+    Args:
+        channels: Channels of the (adapted) maps at strides 4, 8, 16, 32.
+        dim: Decoder width ``D``.
+        num_heads: Attention heads of each GLTB.
+        window_size: Attention window side.
+        num_classes: Output classes.
+        dropout: Dropout before the classifier(s).
+        aux_head: Build the auxiliary head (used in training mode only).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int],
+        *,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        num_classes: int,
+        dropout: float,
+        aux_head: bool,
+    ) -> None:
+        super().__init__()
+        self.top = _ConvBN(channels[3], dim, 1)
+        self.block32 = _GLTB(dim, num_heads, window_size)
+        self.fuse16 = _WeightedFusion(channels[2], dim)
+        self.block16 = _GLTB(dim, num_heads, window_size)
+        self.fuse8 = _WeightedFusion(channels[1], dim)
+        self.block8 = _GLTB(dim, num_heads, window_size)
+        self.refine = _FeatureRefinementHead(channels[0], dim)
+        self.classifier = _ClassifierHead(dim, num_classes, dropout)
+        self.aux = _ClassifierHead(dim, num_classes, dropout) if aux_head else None
+
+    def forward(
+        self, features: Sequence[Tensor], size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (and aux logits in training with an aux head) at ``size``.
+
+        Args:
+            features: Four maps ``(B, A_i, ~S/s_i, ~S/s_i)``, strides 4, 8, 16, 32.
+            size: ``(H, W)`` of the outputs.
+
+        Returns:
+            ``(B, num_classes, H, W)`` logits and aux logits of the same shape, or None.
+        """
+        x32 = self.block32(self.top(features[3]))
+        x16 = self.block16(self.fuse16(x32, features[2]))
+        x8 = self.block8(self.fuse8(x16, features[1]))
+        logits = _resize(self.classifier(self.refine(x8, features[0])), size)
+        if self.aux is None or not self.training:
+            return logits, None
+        stride8 = x8.shape[-2:]
+        context = _resize(x32, stride8) + _resize(x16, stride8) + x8
+        return logits, _resize(self.aux(context), size)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def _first(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_KEYS_SHOWN])
+    more = len(keys) - _KEYS_SHOWN
+    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"
+
+
+def _resnet18(imagenet_weights: bool) -> tuple[nn.Module, tuple[int, ...]]:
+    """smp's ResNet-18 encoder (random or ImageNet) and its channels at strides 4..32."""
+    from segmentation_models_pytorch import encoders as smp_encoders
+
+    try:
+        resnet = smp_encoders.get_encoder(
+            "resnet18", weights="imagenet" if imagenet_weights else None
+        )
+    except Exception as error:  # network, hub and file errors differ between hub versions
+        raise CheckpointNotFoundError(
+            f"could not get the ImageNet ResNet-18 weights ({type(error).__name__}: {error}); "
+            "pre-populate the Hugging Face hub cache (HF_HOME) with smp-hub/resnet18.imagenet "
+            "on a connected machine, or pass imagenet_weights=False"
+        ) from error
+    # out_channels: (input, stride 2, 4, 8, 16, 32); the decoder takes strides 4..32.
+    return resnet, tuple(int(c) for c in resnet.out_channels[2:])
+
+
+class UNetFormer(nn.Module):
+    """UNetFormer semantic segmentation on a SAM-family pyramid or a ResNet-18.
+
+    Args:
+        encoder: A :class:`FrozenEncoder` from :func:`~rs_sam.models.encoders.load_encoder`
+            (required for ``backbone="sam"``, None for ``"resnet18"``).
+        backbone: ``"sam"`` (the encoder's pyramid behind adapters) or ``"resnet18"`` (the
+            paper's setting).
+        num_classes: Output classes (>= 2; softmax/cross-entropy over them).
+        decoder_channels: Decoder width ``D`` (64 in the paper).
+        window_size: Side of the attention windows (8 in the paper).
+        num_heads: Attention heads; must divide ``decoder_channels`` (8 in the paper).
+        dropout: Dropout before the classifier, in ``[0, 1)``.
+        adapter_reduction: SAM adapters' widths are ``max(8, C_i // adapter_reduction)``;
+            must be 1 for ResNet-18 (no adapters).
+        freeze_encoder: True keeps the encoder frozen and in eval mode (only the head
+            trains); False fine-tunes it. For ResNet-18, True needs ``imagenet_weights``.
+        aux_head: Add the auxiliary head; in training mode ``forward`` then returns
+            ``(logits, aux_logits)`` (see the module docstring).
+        imagenet_weights: ResNet-18 only: load smp's ImageNet weights (downloaded through the
+            Hugging Face hub, or found in its cache).
+
+    Example:
+        >>> model = UNetFormer(load_encoder("mobile_sam"), num_classes=6)
+        >>> logits = model(chips)                  # (B, 3, H, H) RGB 0..255 -> (B, 6, H, H)
+    """
+
+    imagenet_mean: Tensor  # (1, 3, 1, 1), 0..255 scale, non-persistent (ResNet only)
+    imagenet_std: Tensor
+
+    def __init__(
+        self,
+        encoder: FrozenEncoder | None = None,
+        *,
+        backbone: Backbone = "sam",
+        num_classes: int,
+        decoder_channels: int = 64,
+        window_size: int = 8,
+        num_heads: int = 8,
+        dropout: float = 0.1,
+        adapter_reduction: int = 1,
+        freeze_encoder: bool = True,
+        aux_head: bool = False,
+        imagenet_weights: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_int("num_classes", num_classes, minimum=2)
+        _check_int("decoder_channels", decoder_channels)
+        _check_int("window_size", window_size, minimum=2)
+        _check_int("num_heads", num_heads)
+        _check_int("adapter_reduction", adapter_reduction)
+        if decoder_channels % num_heads:
+            raise ConfigError(
+                f"num_heads={num_heads} must divide decoder_channels={decoder_channels}: "
+                "pick e.g. num_heads=8 with decoder_channels=64"
+            )
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float):
+            raise ConfigError(f"dropout={dropout!r} must be a number in [0, 1)")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout={dropout!r} must be in [0, 1)")
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.freeze_encoder = bool(freeze_encoder)
+        self.aux_head = bool(aux_head)
+        self.adapters: nn.ModuleList | None = None
+        self.encoder: nn.Module
+        if backbone == "sam":
+            if not isinstance(encoder, FrozenEncoder):
+                raise ConfigError(
+                    "backbone='sam' needs encoder= a FrozenEncoder (from "
+                    f"rs_sam.models.encoders.load_encoder); got {type(encoder).__name__}"
+                )
+            if imagenet_weights:
+                raise ConfigError(
+                    "imagenet_weights=True applies to backbone='resnet18' only; the SAM "
+                    "encoder brings its own weights"
+                )
+            self.encoder = encoder
+            self.encoder_channels: tuple[int, ...] = tuple(int(c) for c in encoder.channels)
+            widths = adapter_channels(self.encoder_channels, adapter_reduction)
+            # Plain ReLU in the adapters (as SAM-CD): frozen features are not bounded by 6.
+            self.adapters = nn.ModuleList(
+                _ConvBNReLU(c, a, 1, relu6=False)
+                for c, a in zip(self.encoder_channels, widths, strict=True)
+            )
+            decoder_inputs: tuple[int, ...] = widths
+        elif backbone == "resnet18":
+            if encoder is not None:
+                raise ConfigError(
+                    "backbone='resnet18' builds its own encoder: pass encoder=None "
+                    "(or backbone='sam' to use the given FrozenEncoder)"
+                )
+            if adapter_reduction != 1:
+                raise ConfigError(
+                    f"adapter_reduction={adapter_reduction} applies to backbone='sam' only "
+                    "(ResNet-18 feeds the decoder directly): leave it at 1"
+                )
+            if self.freeze_encoder and not imagenet_weights:
+                raise ConfigError(
+                    "backbone='resnet18' with freeze_encoder=True needs imagenet_weights=True "
+                    "(a frozen random ResNet learns nothing): pass freeze_encoder=False to "
+                    "train it from scratch"
+                )
+            self.encoder, self.encoder_channels = _resnet18(bool(imagenet_weights))
+            decoder_inputs = self.encoder_channels
+            mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+            std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+            self.register_buffer("imagenet_mean", mean, persistent=False)
+            self.register_buffer("imagenet_std", std, persistent=False)
+        else:
+            raise ConfigError(f"backbone={backbone!r} is not one of 'sam', 'resnet18'")
+
+        self.decoder = _Decoder(
+            decoder_inputs,
+            dim=decoder_channels,
+            num_heads=num_heads,
+            window_size=window_size,
+            num_classes=num_classes,
+            dropout=float(dropout),
+            aux_head=self.aux_head,
+        )
+        self._init_head()
+        if self.freeze_encoder:
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(False)
+        elif isinstance(self.encoder, FrozenEncoder):
+            # The pyramid never uses SAM's prompt encoder and mask decoder: keep them fixed.
+            sam = self.encoder
+            unused = [m for m in (sam.prompt_encoder, sam.mask_decoder) if m is not None]
+            skip = {id(p) for module in unused for p in module.parameters()}
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(id(parameter) not in skip)
+        self.train()
+
+    def _init_head(self) -> None:
+        head = [self.decoder] if self.adapters is None else [self.decoder, self.adapters]
+        for part in head:
+            for module in part.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> Self:
+        """Set train/eval mode; a frozen encoder stays in eval mode whatever ``mode`` says."""
+        super().train(mode)
+        if self.freeze_encoder:
+            nn.Module.train(self.encoder, False)
+        elif isinstance(self.encoder, FrozenEncoder):
+            # FrozenEncoder.train pins eval; a fine-tuned one follows the parent. No grad while
+            # switching: TinyViT caches its attention biases on train(False).
+            with torch.no_grad():
+                nn.Module.train(self.encoder, mode)
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Class logits of RGB chips.
+
+        Args:
+            images: ``(B, 3, H, W)`` RGB in 0..255 (square for ``backbone="sam"``).
+
+        Returns:
+            ``(B, num_classes, H, W)`` logits; with ``aux_head`` in training mode the tuple
+            ``(logits, aux_logits)`` of two such tensors.
+        """
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        return self.forward_features(self._encode(images), size)
+
+    def forward_features(
+        self, features: Sequence[Tensor], size: tuple[int, int]
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The head alone, on precomputed (cached) encoder maps.
+
+        Args:
+            features: Four maps ``(B, C_i, h_i, w_i)`` at strides 4, 8, 16, 32 with
+                ``C_i = encoder_channels[i]``: ``encoder(images).features`` for SAM, the
+                ResNet stages 1..4 of the normalised chips for ResNet-18.
+            size: ``(H, W)`` of the outputs (the chips).
+
+        Returns:
+            As :meth:`forward`, equal to it on the chips the features came from.
+        """
+        self._check_features(features)
+        size = _check_size(size)
+        maps = list(features)
+        if self.adapters is not None:
+            maps = [adapter(f) for adapter, f in zip(self.adapters, maps, strict=True)]
+        logits, aux = self.decoder(maps, size)
+        if aux is None:
+            return logits
+        return logits, aux
+
+    def _encode(self, images: Tensor) -> list[Tensor]:
+        """Pyramid of ``(B, 3, H, W)`` chips: frozen (no grad) or fine-tuned (with grad)."""
+        if isinstance(self.encoder, FrozenEncoder):
+            if self.freeze_encoder:
+                return self.encoder(images).features
+            # FrozenEncoder.forward runs under no_grad; fine-tuning needs the graph.
+            self.encoder._warn_if_random()
+            return self.encoder._encode(self.encoder.preprocess(images)).features
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            raise InputRasterError(
+                f"images must be a (B, 3, H, W) RGB batch with B >= 1; got shape "
+                f"{tuple(images.shape)}: select or convert to three bands first"
+            )
+        if images.is_complex() or images.dtype == torch.bool:
+            raise InputRasterError(
+                f"images must hold real RGB values in 0..255; got {images.dtype}"
+            )
+        x = images.to(device=self.imagenet_mean.device, dtype=torch.float32)
+        x = (x - self.imagenet_mean) / self.imagenet_std
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            return list(self.encoder(x)[2:])
+
+    def _check_features(self, features: Sequence[Tensor]) -> None:
+        if len(features) != 4:
+            raise ConfigError(
+                f"features has {len(features)} maps; UNetFormer needs the four maps at strides "
+                "4, 8, 16, 32 (EncoderOutput.features)"
+            )
+        got = tuple(f.shape[1] if f.ndim == 4 else -1 for f in features)
+        if got != self.encoder_channels:
+            raise ConfigError(
+                f"features have channels {got} but this model was built for "
+                f"{self.encoder_channels}: build it on the encoder that produced the features"
+            )
+        batches = {f.shape[0] for f in features}
+        if len(batches) != 1:
+            raise ConfigError(f"the four maps have different batch sizes {sorted(batches)}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def head_state_dict(self) -> dict[str, Tensor]:
+        """The weights that training changes: all but a frozen encoder's.
+
+        Keys are those of :meth:`state_dict` (``adapters.*``, ``decoder.*``, and
+        ``encoder.*`` only when ``freeze_encoder`` is False).
+        """
+        state = self.state_dict()
+        if self.freeze_encoder:
+            return {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        return dict(state)
+
+    def load_head_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Load what :meth:`head_state_dict` returned, strictly.
+
+        Raises:
+            CheckpointError: Missing, unexpected or differently shaped keys (the first few
+                are listed).
+        """
+        expected = self.head_state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        reshaped = [
+            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and tuple(state[k].shape) != tuple(v.shape)
+        ]
+        problems = [
+            f"{what} {_first(keys)}"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape", reshaped),
+            )
+            if keys
+        ]
+        if problems:
+            raise CheckpointError(
+                "head state does not fit this UNetFormer (" + "; ".join(problems) + "): build "
+                "it with the backbone, encoder and options (aux_head, widths) it was trained with"
+            )
+        self.load_state_dict(dict(state), strict=False)
+        if not self.freeze_encoder:
+            self.train(self.training)  # refresh caches derived from encoder weights (TinyViT)
+
+    def count_parameters(self, *, trainable_only: bool = True) -> int:
+        """Number of parameters (only those that require grad when ``trainable_only``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    if len(size) != 2 or any(isinstance(s, bool) or int(s) != s or s < 1 for s in size):
+        raise ConfigError(f"size={tuple(size)} must be (H, W) of the input chips, two ints >= 1")
+    return int(size[0]), int(size[1])
