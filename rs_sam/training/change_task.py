@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import lightning
 import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
@@ -25,10 +24,11 @@ from torchmetrics.classification import (
 from rs_sam.change.losses import ChangeLoss
 from rs_sam.models.encoders import load_encoder
 from rs_sam.models.samcd import SamCD, SamCDOutput
-from rs_sam.training.checkpoint import CHECKPOINT_KEY, HeadMetadata, encoder_fingerprint
+from rs_sam.training.checkpoint import HeadMetadata, encoder_fingerprint
+from rs_sam.training.head_task import HeadTask
 
 
-class ChangeTask(lightning.LightningModule):
+class ChangeTask(HeadTask):
     """SAM-CD: frozen SAM-family encoder, adapters, UNet decoder, change + semantic heads."""
 
     def __init__(
@@ -142,28 +142,6 @@ class ChangeTask(lightning.LightningModule):
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if hp.optimizer == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params,
-                lr=hp.lr,
-                momentum=hp.momentum,
-                weight_decay=hp.weight_decay,
-                nesterov=hp.momentum > 0,
-            )
-        else:
-            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = self.trainer.estimated_stepping_batches if self._trainer else 1
-        scheduler = torch.optim.lr_scheduler.PolynomialLR(
-            optimizer, total_iters=max(1, int(total)), power=0.9
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
-
     def metadata(self) -> HeadMetadata:
         """What a checkpoint records so the head can be rebuilt and used elsewhere."""
         hp = self.hparams
@@ -181,27 +159,3 @@ class ChangeTask(lightning.LightningModule):
             temperature=hp.temperature,
             freeze_encoder=hp.freeze_encoder,
         )
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Small, self-describing checkpoints: a frozen encoder with official weights is
-        # rebuilt from its registry name and checkpoint, so its weights are not stored.
-        # (Random weights cannot be rebuilt: those runs keep them.)
-        if self._encoder_rebuildable():
-            checkpoint["state_dict"] = {
-                k: v
-                for k, v in checkpoint["state_dict"].items()
-                if not k.startswith("model.encoder.")
-            }
-        checkpoint[CHECKPOINT_KEY] = self.metadata().to_dict()
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        if self._encoder_rebuildable():
-            # The frozen encoder's weights are not in our checkpoints (see above).
-            own = self.state_dict()
-            for key, value in own.items():
-                if key.startswith("model.encoder.") and key not in state_dict:
-                    state_dict[key] = value
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def _encoder_rebuildable(self) -> bool:
-        return bool(self.hparams.freeze_encoder) and not self.model.encoder.random_weights

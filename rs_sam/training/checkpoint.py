@@ -26,7 +26,7 @@ CHECKPOINT_KEY = "rs_sam"
 class HeadMetadata:
     """What a trained head needs besides its weights."""
 
-    task: str  # "change"
+    task: str  # "change" or "segment"
     encoder: str
     encoder_weights: str  # "official" or "random"
     encoder_sha256: str | None  # of the encoder checkpoint file; None for random weights
@@ -35,9 +35,13 @@ class HeadMetadata:
     chip_size: int
     bands: tuple[int, ...] | None
     normalisation: str
-    latent_classes: int
-    temperature: float
     freeze_encoder: bool
+    # change (SAM-CD)
+    latent_classes: int = 0
+    temperature: float = 0.0
+    # segment (UNetFormer)
+    backbone: str = "sam"  # "sam" (the registry encoder) or "resnet18"
+    class_table: dict[str, Any] | None = None  # ClassTable.to_config()
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -47,13 +51,18 @@ class HeadMetadata:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: Path) -> HeadMetadata:
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(values))
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(values))
         if missing:
             raise CheckpointError(
                 f"{source} has incomplete rs-sam metadata (missing {', '.join(missing)}); "
                 "retrain it with this version of rs-sam"
             )
-        values = {k: values[k] for k in names}
+        values = {k: values[k] for k in names if k in values}
         values["bands"] = tuple(values["bands"]) if values["bands"] else None
         return cls(**values)
 

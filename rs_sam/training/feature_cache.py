@@ -2,10 +2,12 @@
 
 The encoder is frozen, so the features of an un-augmented sample never change during
 training: :func:`precompute` runs the encoder once over a dataset and
-:class:`CachedFeatureDataset` returns each sample with its cached maps. Flips and quarter
-turns are applied afterwards, to images, mask and maps alike (see
-:class:`~rs_sam.data.augment.PairAugment`), which is why the wrapped dataset must not
-augment by itself.
+:class:`CachedFeatureDataset` returns each sample with its cached maps. A sample holds any
+number of images, named by ``image_keys``: two dates for change detection (``image_a``,
+``image_b`` -> ``features_a``, ``features_b``, the defaults), one image for segmentation
+(``image`` -> ``features``). Flips and quarter turns are applied afterwards, to images, mask
+and maps alike (e.g. :class:`~rs_sam.data.augment.PairAugment`), which is why the wrapped
+dataset must not augment by itself.
 
 Cache layout: ``root/<key>/`` with one ``<sample id>-<hash>.pt`` per sample and a
 ``meta.json`` describing the key. The key is the sha256 of everything the features depend
@@ -14,15 +16,17 @@ storage dtype, an optional dataset id, cache format): change any of them and the
 goes to another folder, so a stale entry is never read. Each entry also records the key
 and sample id it was written for and is checked against both on reading.
 
-Entries are ``torch.save`` files of plain tensors, strings and lists, read back with
+Entries are ``torch.save`` files of plain tensors, strings and lists (``{"key",
+"sample_id", "features"}``, ``features`` holding one list of maps per image), read back with
 ``torch.load(weights_only=True)``; they are written to a temporary file in the same folder
 and moved into place with ``os.replace``, so a reader sees a whole entry or none. An entry
 that cannot be read (truncated by a crash, damaged) is reported with a warning and treated
 as missing, i.e. recomputed.
 
-Disk use per pair is ``2 * sum(C_i * (S / s_i)^2)`` values at model input ``S``: for
-MobileSAM at ``S = 1024`` about 63 MB in float32 (half that with ``half=True``), for SAM
-ViT-B about 0.5 GB; choose chips, encoders and ``half`` accordingly.
+Disk use per sample is ``n * sum(C_i * (S / s_i)^2)`` values for ``n`` images per sample
+at model input ``S``: per image, for MobileSAM at ``S = 1024`` about 32 MB in float32 (half
+that with ``half=True``), for SAM ViT-B about 0.25 GB; a change pair takes twice that.
+Choose chips, encoders and ``half`` accordingly.
 """
 
 from __future__ import annotations
@@ -42,11 +46,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from rs_sam.checkpoints import TORCH_LOAD_ERRORS
-from rs_sam.data.change_datasets import ChangeSample
 from rs_sam.errors import ConfigError, RsSamError
 
-#: Bumped whenever the entry layout changes; part of the key.
-CACHE_FORMAT = 1
+#: Bumped whenever the entry layout changes; part of the key. 2: one list of maps per image
+#: (``features``) instead of the two dates' ``features_a``/``features_b`` of format 1.
+CACHE_FORMAT = 2
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -67,7 +71,8 @@ class FeaturePyramidEncoder(Protocol):
 
 
 class FeatureCache:
-    """Encoder features of sample pairs on disk, keyed by everything they depend on.
+    """Encoder features of samples (one or more images each) on disk, keyed by everything
+    they depend on.
 
     Args:
         root: Cache folder (created); each key gets its own sub-folder.
@@ -173,11 +178,12 @@ class FeatureCache:
         """Whether an entry file exists (not whether it is readable: see :meth:`get`)."""
         return isinstance(sample_id, str) and self.path(sample_id).is_file()
 
-    def get(self, sample_id: str) -> tuple[list[Tensor], list[Tensor]] | None:
-        """The cached maps of dates a and b, float32 on the CPU, or None.
+    def get(self, sample_id: str, *, images: int | None = None) -> list[list[Tensor]] | None:
+        """The cached maps, one list per image of the sample, float32 on the CPU, or None.
 
-        None when there is no entry, or the entry is damaged or was written for another key
-        or sample (a :class:`FeatureCacheWarning` says which): the caller recomputes it.
+        None when there is no entry, or the entry is damaged, was written for another key
+        or sample, or holds another number of images than ``images`` (when given); a
+        :class:`FeatureCacheWarning` says which, and the caller recomputes it.
         """
         path = self.path(sample_id)
         if not path.is_file():
@@ -188,27 +194,24 @@ class FeatureCache:
             _warn_unusable(path, f"unreadable ({type(err).__name__})")
             return None
         problem = _entry_problem(entry, self.key, sample_id)
+        if problem is None and images is not None and len(entry["features"]) != images:
+            problem = f"maps of {len(entry['features'])} images where {images} are expected"
         if problem:
             _warn_unusable(path, problem)
             return None
-        return (
-            [t.float() for t in entry["features_a"]],
-            [t.float() for t in entry["features_b"]],
-        )
+        return [[t.float() for t in maps] for maps in entry["features"]]
 
-    def put(
-        self, sample_id: str, features_a: Sequence[Tensor], features_b: Sequence[Tensor]
-    ) -> None:
-        """Store the maps of both dates (lists of ``(C_i, h_i, w_i)``), atomically.
+    def put(self, sample_id: str, features: Sequence[Sequence[Tensor]]) -> None:
+        """Store one list of maps ``(C_i, h_i, w_i)`` per image of the sample, atomically.
 
         Tensors are copied to the CPU in the storage dtype (views of a batch are stored
         alone, not with the batch's whole storage).
 
         Raises:
-            ConfigError: The lists are empty, of different lengths, or shapes differ
-                between the dates.
+            ConfigError: No images or no maps, or the images differ in their number of
+                maps or in a map's shape.
         """
-        _check_features(sample_id, features_a, features_b)
+        _check_features(sample_id, features)
         dtype = torch.float16 if self.half else torch.float32
 
         def compact(t: Tensor) -> Tensor:
@@ -217,32 +220,35 @@ class FeatureCache:
         entry = {
             "key": self.key,
             "sample_id": sample_id,
-            "features_a": [compact(t) for t in features_a],
-            "features_b": [compact(t) for t in features_b],
+            "features": [[compact(t) for t in maps] for maps in features],
         }
         _atomic_write(self.path(sample_id), lambda f: torch.save(entry, f))
 
 
 def precompute(
-    dataset: Dataset[ChangeSample],
+    dataset: Dataset[Any],
     encoder: FeaturePyramidEncoder,
     cache: FeatureCache,
     *,
+    image_keys: Sequence[str] = ("image_a", "image_b"),
     batch_size: int = 8,
     num_workers: int = 0,
     progress: bool = True,
     overwrite: bool = False,
 ) -> int:
-    """Fill ``cache`` with the encoder's maps of both dates of every sample.
+    """Fill ``cache`` with the encoder's maps of every image of every sample.
 
-    Samples already cached (and readable) are skipped unless ``overwrite``. Both dates of
-    up to ``batch_size`` samples go through the encoder in one batch of ``2 * batch_size``.
+    Samples already cached (and readable, with as many images as ``image_keys``) are
+    skipped unless ``overwrite``. All images of up to ``batch_size`` samples go through the
+    encoder in one call (one call per image shape when shapes differ).
 
     Args:
         dataset: Un-augmented samples with unique ``name`` s (the cache's sample ids).
         encoder: Frozen encoder; images are moved to its device by the encoder.
         cache: Where the maps go.
-        batch_size: Pairs per encoder call.
+        image_keys: The sample's images, in the order they are stored: ``("image_a",
+            "image_b")`` for change pairs, ``("image",)`` for segmentation.
+        batch_size: Samples per encoder call.
         num_workers: DataLoader workers reading samples.
         progress: Show a progress bar.
         overwrite: Recompute entries that exist.
@@ -251,13 +257,14 @@ def precompute(
         The number of samples encoded (not counting skipped ones).
 
     Raises:
-        ConfigError: The dataset augments its samples, a name repeats, or a bad
-            ``batch_size``.
+        ConfigError: The dataset augments its samples, a name repeats, a sample lacks an
+            image key, bad ``image_keys`` or a bad ``batch_size``.
     """
     from tqdm.auto import tqdm
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is invalid; use a positive integer")
+    image_keys = _check_keys("image_keys", image_keys)
     _refuse_augmenting(dataset)
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list
@@ -267,7 +274,7 @@ def precompute(
     with tqdm(
         total=len(dataset),  # type: ignore[arg-type]
         desc="caching features",
-        unit="pair",
+        unit="sample",
         disable=not progress,
     ) as bar:
         for batch in loader:
@@ -280,86 +287,118 @@ def precompute(
                         "keyed by name, so names must be unique"
                     )
                 seen.add(name)
-                if overwrite or cache.get(name) is None:
+                if overwrite or cache.get(name, images=len(image_keys)) is None:
                     todo.append(sample)
-            for features_a, features_b, sample in _encode_pairs(encoder, todo):
-                cache.put(sample["name"], features_a, features_b)
+            for sample, features in zip(todo, _encode(encoder, todo, image_keys), strict=True):
+                cache.put(sample["name"], features)
             done += len(todo)
             bar.update(len(batch))
     return done
 
 
-class CachedFeatureDataset(Dataset[ChangeSample]):
-    """Samples of ``dataset`` with ``features_a``/``features_b`` read from ``cache``.
+class CachedFeatureDataset(Dataset[Any]):
+    """Samples of ``dataset`` with the maps of each image read from ``cache``.
+
+    ``sample[feature_keys[i]]`` is the list of maps ``(C_i, h_i, w_i)`` (float32) of
+    ``sample[image_keys[i]]``.
 
     Args:
         dataset: Un-augmented samples (its own ``transforms`` must be None).
-        cache: The filled cache (see :func:`precompute`).
+        cache: The filled cache (see :func:`precompute`, with the same ``image_keys``).
         encoder: Used to compute (and store) a missing or damaged entry; without it such an
             entry raises :class:`FeatureCacheMissError`.
         transforms: Applied after the features are attached (e.g. ``PairAugment``), so
             images, mask and maps get the same transform.
+        image_keys: The sample's images: ``("image_a", "image_b")`` for change pairs,
+            ``("image",)`` for segmentation.
+        feature_keys: Where the maps of each image go, one key per image key:
+            ``("features_a", "features_b")`` for change pairs, ``("features",)`` for
+            segmentation.
 
     Raises:
-        ConfigError: ``dataset`` applies transforms itself.
+        ConfigError: ``dataset`` applies transforms itself, or the keys are invalid or
+            differ in number.
     """
 
     def __init__(
         self,
-        dataset: Dataset[ChangeSample],
+        dataset: Dataset[Any],
         cache: FeatureCache,
         encoder: FeaturePyramidEncoder | None = None,
         *,
         transforms: Any = None,
+        image_keys: Sequence[str] = ("image_a", "image_b"),
+        feature_keys: Sequence[str] = ("features_a", "features_b"),
     ) -> None:
+        image_keys = _check_keys("image_keys", image_keys)
+        feature_keys = _check_keys("feature_keys", feature_keys)
+        if len(image_keys) != len(feature_keys):
+            raise ConfigError(
+                f"image_keys={image_keys!r} and feature_keys={feature_keys!r} differ in "
+                "length; pass one feature key per image key"
+            )
         _refuse_augmenting(dataset)
         self.dataset = dataset
         self.cache = cache
         self.encoder = encoder
         self.transforms = transforms
+        self.image_keys = image_keys
+        self.feature_keys = feature_keys
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> ChangeSample:
-        """The sample with ``features_a``/``features_b``: lists of ``(C_i, h_i, w_i)`` float32."""
+    def __getitem__(self, index: int) -> Any:
+        """The sample with its maps under ``feature_keys``."""
         sample = self.dataset[index]
         name = sample["name"]
-        cached = self.cache.get(name)
+        cached = self.cache.get(name, images=len(self.image_keys))
         if cached is None:
             if self.encoder is None:
                 raise FeatureCacheMissError(
                     f"no usable cached features for sample {name!r} in {self.cache.folder}; run "
                     "precompute(dataset, encoder, cache) first, or pass encoder= to compute them"
                 )
-            ((features_a, features_b, _),) = _encode_pairs(self.encoder, [sample])
-            self.cache.put(name, features_a, features_b)
-            cached = self.cache.get(name)
+            (features,) = _encode(self.encoder, [sample], self.image_keys)
+            self.cache.put(name, features)
+            cached = self.cache.get(name, images=len(self.image_keys))
             if cached is None:  # pragma: no cover - the entry was just written
-                cached = (
-                    [f.float().cpu() for f in features_a],
-                    [f.float().cpu() for f in features_b],
-                )
-        out: ChangeSample = {**sample, "features_a": cached[0], "features_b": cached[1]}
+                cached = [[f.float().cpu() for f in maps] for maps in features]
+        out = {**sample, **dict(zip(self.feature_keys, cached, strict=True))}
         return self.transforms(out) if self.transforms is not None else out
 
 
 # ---------------------------------------------------------------------------- helpers
-def _encode_pairs(
-    encoder: FeaturePyramidEncoder, samples: Sequence[ChangeSample]
-) -> list[tuple[list[Tensor], list[Tensor], ChangeSample]]:
-    """Maps of both dates of each sample; samples of one image size share a batch."""
-    groups: dict[tuple[int, ...], list[ChangeSample]] = {}
-    for sample in samples:
-        groups.setdefault(tuple(sample["image_a"].shape), []).append(sample)
-    results = []
+def _encode(
+    encoder: FeaturePyramidEncoder, samples: Sequence[Any], image_keys: Sequence[str]
+) -> list[list[list[Tensor]]]:
+    """Maps of every image of each sample (``[sample][image][level]``); images of one shape
+    share an encoder call."""
+    groups: dict[tuple[int, ...], list[tuple[int, int, Tensor]]] = {}
+    for s, sample in enumerate(samples):
+        for i, key in enumerate(image_keys):
+            if key not in sample:
+                raise ConfigError(
+                    f"sample {sample.get('name')!r} has no {key!r} (it has {sorted(sample)}); "
+                    "pass the sample's image keys as image_keys="
+                )
+            image = sample[key]
+            groups.setdefault(tuple(image.shape), []).append((s, i, image))
+    results: list[list[list[Tensor]]] = [[[] for _ in image_keys] for _ in samples]
     for group in groups.values():
-        n = len(group)
-        images = torch.stack([s["image_a"] for s in group] + [s["image_b"] for s in group])
-        maps = encoder(images).features
-        for j, sample in enumerate(group):
-            results.append(([m[j] for m in maps], [m[n + j] for m in maps], sample))
+        maps = encoder(torch.stack([image for _, _, image in group])).features
+        for j, (s, i, _) in enumerate(group):
+            results[s][i] = [m[j] for m in maps]
     return results
+
+
+def _check_keys(name: str, keys: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(keys, str) or not isinstance(keys, Sequence):
+        raise ConfigError(f"{name}={keys!r} is invalid; pass a sequence of keys, e.g. ('image',)")
+    keys = tuple(keys)
+    if not keys or not all(isinstance(k, str) and k for k in keys) or len(set(keys)) != len(keys):
+        raise ConfigError(f"{name}={keys!r} is invalid; pass distinct non-empty string keys")
+    return keys
 
 
 def _refuse_augmenting(dataset: object) -> None:
@@ -371,41 +410,47 @@ def _refuse_augmenting(dataset: object) -> None:
         )
 
 
-def _check_features(
-    sample_id: str, features_a: Sequence[Tensor], features_b: Sequence[Tensor]
-) -> None:
+def _check_features(sample_id: str, features: Sequence[Sequence[Tensor]]) -> None:
     if not isinstance(sample_id, str) or not sample_id:
         raise ConfigError(f"sample_id={sample_id!r} is invalid; use the sample's name")
-    if not features_a or len(features_a) != len(features_b):
+    if isinstance(features, Tensor) or not isinstance(features, Sequence) or not features:
         raise ConfigError(
-            f"features of {sample_id!r} are {len(features_a)} maps for date a and "
-            f"{len(features_b)} for b; pass the same non-empty list of maps for both"
+            f"features of {sample_id!r} must be a non-empty list with one list of maps per "
+            f"image, not {_shape(features)}"
         )
-    for level, (a, b) in enumerate(zip(features_a, features_b, strict=True)):
-        if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape:
+    counts = [len(maps) if isinstance(maps, Sequence) else -1 for maps in features]
+    if min(counts) < 1 or len(set(counts)) != 1:
+        raise ConfigError(
+            f"features of {sample_id!r} are {counts} maps for images 0..{len(counts) - 1}; "
+            "pass the same non-empty list of maps for every image"
+        )
+    for level, level_maps in enumerate(zip(*features, strict=True)):
+        first = level_maps[0]
+        if not all(isinstance(t, Tensor) for t in level_maps) or any(
+            t.shape != first.shape for t in level_maps
+        ):
             raise ConfigError(
-                f"feature map {level} of {sample_id!r} differs between the dates "
-                f"({_shape(a)} vs {_shape(b)}); pass maps of one encoder call"
+                f"feature map {level} of {sample_id!r} differs between the images "
+                f"({', '.join(str(_shape(t)) for t in level_maps)}); pass maps of one "
+                "encoder call"
             )
 
 
 def _entry_problem(entry: Any, key: str, sample_id: str) -> str | None:
     """Why a loaded entry cannot be used, or None."""
-    if not isinstance(entry, dict) or not {"key", "sample_id", "features_a", "features_b"} <= set(
-        entry
-    ):
+    if not isinstance(entry, dict) or not {"key", "sample_id", "features"} <= set(entry):
         return "not a feature-cache entry"
     if entry["key"] != key:
         return "written for another cache key"
     if entry["sample_id"] != sample_id:
         return f"written for sample {entry['sample_id']!r}"
-    a, b = entry["features_a"], entry["features_b"]
+    features = entry["features"]
     if (
-        not isinstance(a, list)
-        or not isinstance(b, list)
-        or not a
-        or len(a) != len(b)
-        or not all(isinstance(t, Tensor) for t in (*a, *b))
+        not isinstance(features, list)
+        or not features
+        or not all(isinstance(maps, list) and maps for maps in features)
+        or len({len(maps) for maps in features}) != 1
+        or not all(isinstance(t, Tensor) for maps in features for t in maps)
     ):
         return "malformed (feature lists)"
     return None
@@ -430,7 +475,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def _as_list(batch: list[ChangeSample]) -> list[ChangeSample]:
+def _as_list(batch: list[Any]) -> list[Any]:
     return batch
 
 
