@@ -8,6 +8,7 @@ values exact, and map a feature map's cells onto one another.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import torch
@@ -21,7 +22,82 @@ _IMAGE_KEYS = ("image_a", "image_b")
 _FEATURE_KEYS = ("features_a", "features_b")
 
 
-class PairAugment:
+class GridAugment:
+    """Random flips and quarter turns, each enabled one drawn with probability ``p``.
+
+    The shared part of :class:`PairAugment` and
+    :class:`~rs_sam.data.segment_augment.SegmentAugment`: options, their check, and the
+    draws in the order horizontal flip, vertical flip, rotation by ``k`` quarter turns
+    (``k`` uniform in 1..3); a subclass may draw more afterwards.
+
+    Randomness: with ``seed=None`` the draws come from torch's global generator, which a
+    DataLoader seeds differently in every worker and epoch. With a ``seed``, draws come from
+    a private generator: in the main process it is seeded once with ``seed``; in a
+    DataLoader worker it is seeded from ``seed`` and the worker's seed, so workers differ
+    from each other and from epoch to epoch, reproducibly for a given ``torch.manual_seed``.
+
+    Raises:
+        ConfigError: ``p`` is outside ``[0, 1]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        hflip: bool = True,
+        vflip: bool = True,
+        rot90: bool = True,
+        p: float = 0.5,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p={p!r} is invalid; use a probability between 0 and 1 (e.g. 0.5)")
+        self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
+        self.p = float(p)
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._generator_owner: int | None = None  # worker seed the generator was made for
+
+    def _current_generator(self) -> torch.Generator | None:
+        """None (torch's global generator) without a seed; else this process's own one."""
+        if self.seed is None:
+            return None
+        info = get_worker_info()
+        owner = -1 if info is None else int(info.seed)
+        if self._generator is None or self._generator_owner != owner:
+            digest = hashlib.sha256(f"{self.seed}:{owner}".encode()).digest()
+            self._generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+            self._generator_owner = owner
+        return self._generator
+
+    def _draw(self, generator: torch.Generator | None) -> bool:
+        """True with probability ``p``."""
+        return bool(torch.rand((), generator=generator).item() < self.p)
+
+    def _draw_grid(self, generator: torch.Generator | None) -> tuple[bool, bool, int]:
+        """``(hflip, vflip, turns)``: only enabled operations consume draws."""
+        flip_h = self.hflip and self._draw(generator)
+        flip_v = self.vflip and self._draw(generator)
+        turns = 0
+        if self.rot90 and self._draw(generator):
+            turns = int(torch.randint(1, 4, (1,), generator=generator).item())
+        return flip_h, flip_v, turns
+
+
+def flip_turn(x: Tensor, *, hflip: bool = False, vflip: bool = False, turns: int = 0) -> Tensor:
+    """Flip the last two dimensions of ``x`` (left-right, then up-down), then turn them.
+
+    ``turns`` counts counter-clockwise quarter turns (``torch.rot90`` on ``(-2, -1)``).
+    """
+    if hflip:
+        x = x.flip(-1)
+    if vflip:
+        x = x.flip(-2)
+    if turns % 4:
+        x = torch.rot90(x, turns % 4, dims=(-2, -1)).contiguous()
+    return x
+
+
+class PairAugment(GridAugment):
     """Random flips, quarter turns and date swaps of a :class:`ChangeSample`.
 
     Each enabled operation happens independently with probability ``p``, in the order
@@ -39,11 +115,9 @@ class PairAugment:
     ``swap_dates`` exchanges a and b (and their features). That is valid for binary change
     (change from a to b is change from b to a); do not use it for directional labels.
 
-    Randomness: with ``seed=None`` the draws come from torch's global generator, which a
-    DataLoader seeds differently in every worker and epoch. With a ``seed``, draws come from
-    a private generator: in the main process it is seeded once with ``seed``; in a
-    DataLoader worker it is seeded from ``seed`` and the worker's seed, so workers differ
-    from each other and from epoch to epoch, reproducibly for a given ``torch.manual_seed``.
+    Randomness as in :class:`GridAugment`: ``seed=None`` uses torch's global generator; a
+    ``seed`` gives a private generator, seeded per DataLoader worker from ``seed`` and the
+    worker's seed.
 
     Args:
         hflip: Allow left-right flips.
@@ -67,13 +141,8 @@ class PairAugment:
         p: float = 0.5,
         seed: int | None = None,
     ) -> None:
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p={p!r} is invalid; use a probability between 0 and 1 (e.g. 0.5)")
-        self.hflip, self.vflip, self.rot90, self.swap_dates = hflip, vflip, rot90, swap_dates
-        self.p = float(p)
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-        self._generator_owner: int | None = None  # worker seed the generator was made for
+        super().__init__(hflip=hflip, vflip=vflip, rot90=rot90, p=p, seed=seed)
+        self.swap_dates = swap_dates
 
     def __repr__(self) -> str:
         return (
@@ -85,27 +154,9 @@ class PairAugment:
         """A new sample with the drawn transform applied (the input is not modified)."""
         _check_sample(sample)
         generator = self._current_generator()
-        flip_h = self.hflip and self._draw(generator)
-        flip_v = self.vflip and self._draw(generator)
-        turns = 0
-        if self.rot90 and self._draw(generator):
-            turns = int(torch.randint(1, 4, (1,), generator=generator).item())
+        flip_h, flip_v, turns = self._draw_grid(generator)
         swap = self.swap_dates and self._draw(generator)
         return apply_pair_transform(sample, hflip=flip_h, vflip=flip_v, turns=turns, swap=swap)
-
-    def _draw(self, generator: torch.Generator | None) -> bool:
-        return bool(torch.rand((), generator=generator).item() < self.p)
-
-    def _current_generator(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        info = get_worker_info()
-        owner = -1 if info is None else int(info.seed)
-        if self._generator is None or self._generator_owner != owner:
-            digest = hashlib.sha256(f"{self.seed}:{owner}".encode()).digest()
-            self._generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-            self._generator_owner = owner
-        return self._generator
 
 
 def apply_pair_transform(
@@ -129,16 +180,7 @@ def apply_pair_transform(
     Returns:
         A new dict; keys other than images, mask and features are passed through.
     """
-
-    def move(x: Tensor) -> Tensor:
-        if hflip:
-            x = x.flip(-1)
-        if vflip:
-            x = x.flip(-2)
-        if turns % 4:
-            x = torch.rot90(x, turns % 4, dims=(-2, -1)).contiguous()
-        return x
-
+    move = functools.partial(flip_turn, hflip=hflip, vflip=vflip, turns=turns)
     out: dict[str, object] = dict(sample)
     for key in (*_IMAGE_KEYS, "mask"):
         out[key] = move(sample[key])  # type: ignore[literal-required]

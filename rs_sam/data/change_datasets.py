@@ -23,13 +23,11 @@ scaling in ``normalisation``, which belongs in a feature-cache key.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import random
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
@@ -37,30 +35,40 @@ from typing import Any, Literal, NotRequired, TypedDict
 import numpy as np
 import rasterio
 import torch
-from affine import Affine
 from PIL import Image, UnidentifiedImageError
-from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
+from rs_sam.data.image_files import (
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    ImageFileError,
+    band_first,
+    chip_index,
+    crop_chip,
+    format_list,
+    format_size,
+    grid_differences,
+    image_size,
+    nodata_equal,
+    open_tiff,
+    pick_bands,
+    read_image,
+)
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.pair import BitemporalPair
-from rs_sam.data.rasters import DateInput, is_integer_8bit, open_date
-from rs_sam.errors import ConfigError, InputRasterError, RasterNotFoundError
-from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
+from rs_sam.data.rasters import DateInput, RasterInfo, is_integer_8bit, open_date
+from rs_sam.errors import ConfigError, RasterNotFoundError
+from rs_sam.inference.grid import ChipWindow, chip_windows
 
 #: Mask value of pixels that carry no label (padding, nodata); losses must ignore it.
 IGNORE_INDEX = 255
-#: Image files a folder dataset lists (suffix compared case-insensitively).
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
-_TIFF_SUFFIXES = (".tif", ".tiff")
-_MAX_LISTED = 6  # names quoted in one error message
 
 
-class ChangeDatasetError(InputRasterError):
+class ChangeDatasetError(ImageFileError):
     """A change-detection dataset or sample is malformed (label values, sizes, split lists)."""
 
 
@@ -140,13 +148,7 @@ class _PairFileDataset(Dataset[ChangeSample]):
             "uint8 as is; other types joint "
             f"{percentiles[0]:g}-{percentiles[1]:g} percentile stretch per pair"
         )
-        self._index: list[tuple[int, ChipWindow | None]] = []
-        for i, pair in enumerate(self.pairs):
-            if chip_size is None:
-                self._index.append((i, None))
-            else:
-                grid = _pixel_grid(pair.width, pair.height)
-                self._index.extend((i, w) for w in chip_windows(grid, chip_size, overlap))
+        self._index = chip_index(((p.width, p.height) for p in self.pairs), chip_size, overlap)
 
     @property
     def pair_names(self) -> list[str]:
@@ -160,8 +162,8 @@ class _PairFileDataset(Dataset[ChangeSample]):
         """The sample at ``index``: one pair, or one chip of a pair when ``chip_size`` is set."""
         pair_index, window = self._index[index]
         pair = self.pairs[pair_index]
-        raw_a = _pick_bands(_read_image(pair.image_a), self.bands, pair.image_a)
-        raw_b = _pick_bands(_read_image(pair.image_b), self.bands, pair.image_b)
+        raw_a = pick_bands(read_image(pair.image_a), self.bands, pair.image_a)
+        raw_b = pick_bands(read_image(pair.image_b), self.bands, pair.image_b)
         image_a, image_b = _scale_pair(raw_a, raw_b, self.percentiles)
         if pair.label is None:
             mask = np.full((pair.height, pair.width), IGNORE_INDEX, dtype=np.int64)
@@ -169,8 +171,8 @@ class _PairFileDataset(Dataset[ChangeSample]):
             mask = _binary_label(_read_label(pair.label), pair.label, self.label_threshold)
         name = pair.name
         if window is not None:
-            image_a, image_b = _crop(image_a, window, 0), _crop(image_b, window, 0)
-            mask = _crop(mask, window, IGNORE_INDEX)
+            image_a, image_b = crop_chip(image_a, window, 0), crop_chip(image_b, window, 0)
+            mask = crop_chip(mask, window, IGNORE_INDEX)
             name = f"{pair.name}:r{window.row_off}_c{window.col_off}"
         sample: ChangeSample = {
             "image_a": torch.from_numpy(np.ascontiguousarray(image_a)),
@@ -206,6 +208,8 @@ class ChangeFolderDataset(_PairFileDataset):
     Raises:
         ChangeDatasetNotFoundError: ``root`` or a folder, split list or file is missing.
         ChangeDatasetError: Empty selection, images/label of different sizes, bad options.
+        ImageFileError: An image is unreadable, or lacks the bands asked for (the base class
+            of ChangeDatasetError).
     """
 
     image_dirs = ("A", "B")
@@ -356,7 +360,7 @@ class AirChangeDataset(_PairFileDataset):
             if missing or not names:
                 raise ChangeDatasetNotFoundError(
                     f"pairs {missing or names} not found below {self.root}; available: "
-                    f"{_listed(sorted(found))}"
+                    f"{format_list(sorted(found))}"
                 )
         super().__init__(
             [found[n] for n in names],
@@ -426,9 +430,7 @@ class GeoChangeDataset(Dataset[ChangeSample]):
     ) -> None:
         info_a, info_b = open_date(image_a), open_date(image_b)
         self.label_path = Path(label)
-        self._label_nodata = _check_label_raster(
-            self.label_path, info_a.crs, info_a.transform, info_a.width, info_a.height, info_a.label
-        )
+        self._label_nodata = _check_label_raster(self.label_path, info_a)
         self.pair = BitemporalPair(
             info_a, info_b, bands=select_bands([info_a, info_b], bands), nodata=nodata
         )
@@ -473,32 +475,22 @@ class GeoChangeDataset(Dataset[ChangeSample]):
             values = src.read(1, window=Window(col, row, width, height))
         block = np.where(values > 0, 1, 0).astype(np.int64)
         if self._label_nodata is not None:
-            block[_equal(values, self._label_nodata)] = IGNORE_INDEX
+            block[nodata_equal(values, self._label_nodata)] = IGNORE_INDEX
         out[:height, :width] = block
         return out
 
 
-def _check_label_raster(
-    path: Path, crs: CRS, transform: Affine, width: int, height: int, grid_label: str
-) -> float | None:
-    """Check that ``path`` is a one-band 0/1 or 0/255 label on the given grid; its nodata."""
+def _check_label_raster(path: Path, info: RasterInfo) -> float | None:
+    """Check that ``path`` is a one-band 0/1 or 0/255 label on ``info``'s grid; its nodata."""
     if not path.exists():
         raise ChangeDatasetNotFoundError(f"label raster {path} does not exist; check the path")
     try:
         with rasterio.open(path) as src:
             count, nodata = src.count, src.nodata
-            differences = []
-            if src.crs != crs:
-                differences.append(f"CRS {src.crs} instead of {crs}")
-            if src.transform != transform:
-                differences.append(
-                    f"transform {tuple(src.transform)[:6]} instead of {tuple(transform)[:6]}"
-                )
-            if (src.width, src.height) != (width, height):
-                differences.append(f"size {src.width}x{src.height} instead of {width}x{height}")
+            differences = grid_differences(src, info)
             if differences:
                 raise ChangeDatasetError(
-                    f"label {path} is not on the grid of {grid_label}: {'; '.join(differences)}; "
+                    f"label {path} is not on the grid of {info.label}: {'; '.join(differences)}; "
                     f"rasterise or warp the label onto that grid (e.g. gdalwarp -te/-tr/-t_srs)"
                 )
             if count != 1:
@@ -513,11 +505,11 @@ def _check_label_raster(
             f"label {path} is not a readable raster ({err}); pass a GeoTIFF"
         ) from err
     if nodata is not None:
-        values = {v for v in values if not _equal(np.asarray(v), nodata)}
+        values = {v for v in values if not nodata_equal(np.asarray(v), nodata)}
     if values <= {0, 1} or values <= {0, 255}:
         return nodata
     raise ChangeDatasetError(
-        f"label {path} has values {_listed(sorted(values))}; expected 0/1 or 0/255 "
+        f"label {path} has values {format_list(sorted(values))}; expected 0/1 or 0/255 "
         "(set the ignore value as the file's nodata, e.g. rio edit-info --nodata 255)"
     )
 
@@ -554,13 +546,7 @@ class TorchgeoChangeDataset(Dataset[ChangeSample]):
             if rgb
             else f"joint {percentiles[0]:g}-{percentiles[1]:g} percentile stretch per pair"
         )
-        self._index: list[tuple[int, ChipWindow | None]] = []
-        for i, (width, height) in enumerate(sizes):
-            if chip_size is None:
-                self._index.append((i, None))
-            else:
-                grid = _pixel_grid(width, height)
-                self._index.extend((i, w) for w in chip_windows(grid, chip_size, overlap))
+        self._index = chip_index(sizes, chip_size, overlap)
         self._last: tuple[int, ChangeSample] | None = None  # chips of a pair come in a row
 
     def __len__(self) -> int:
@@ -570,9 +556,9 @@ class TorchgeoChangeDataset(Dataset[ChangeSample]):
         pair_index, window = self._index[index]
         sample = self._pair(pair_index)
         if window is not None:
-            image_a = _crop(sample["image_a"].numpy(), window, 0)
-            image_b = _crop(sample["image_b"].numpy(), window, 0)
-            mask = _crop(sample["mask"].numpy(), window, IGNORE_INDEX)
+            image_a = crop_chip(sample["image_a"].numpy(), window, 0)
+            image_b = crop_chip(sample["image_b"].numpy(), window, 0)
+            mask = crop_chip(sample["mask"].numpy(), window, IGNORE_INDEX)
             sample = {
                 "image_a": torch.from_numpy(image_a),
                 "image_b": torch.from_numpy(image_b),
@@ -672,7 +658,7 @@ def torchgeo_change_dataset(
     else:
         names = [files["region"] for files in dataset.files]
     # Chip grids come from the label headers: no image is read before it is needed.
-    sizes = [_image_size(Path(files["mask"])) for files in dataset.files]
+    sizes = [image_size(Path(files["mask"])) for files in dataset.files]
     return TorchgeoChangeDataset(
         dataset,
         names,
@@ -716,7 +702,9 @@ def make_split(
         raise ConfigError(f"val_fraction={val_fraction!r} is invalid; use 0 <= val_fraction < 1")
     duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
     if duplicates:
-        raise ConfigError(f"names {_listed(duplicates)} appear more than once; pass unique names")
+        raise ConfigError(
+            f"names {format_list(duplicates)} appear more than once; pass unique names"
+        )
     key = group if group is not None else (lambda n: n)
     groups = sorted({key(n) for n in names})
     n_val = round(len(groups) * val_fraction)
@@ -754,66 +742,34 @@ def _resolve_name(name: str, available: dict[str, Path], folder: Path) -> Path:
     if len(by_stem) == 1:
         return by_stem[0]
     raise ChangeDatasetNotFoundError(
-        f"{name!r} is not an image in {folder}; available: {_listed(sorted(available))}"
+        f"{name!r} is not an image in {folder}; available: {format_list(sorted(available))}"
     )
 
 
 def _checked_pair(name: str, path_a: Path, path_b: Path, label: Path | None) -> PairFiles:
     """A :class:`PairFiles` after checking that the images (and label) share one size."""
-    size_a, size_b = _image_size(path_a), _image_size(path_b)
+    size_a, size_b = image_size(path_a), image_size(path_b)
     if size_a != size_b:
         raise ChangeDatasetError(
-            f"{path_a} is {_wh(size_a)} but {path_b} is {_wh(size_b)} (width x height); "
-            "both dates of a pair must have the same size: crop or resample one of them"
+            f"{path_a} is {format_size(size_a)} but {path_b} is {format_size(size_b)} "
+            "(width x height); both dates of a pair must have the same size: crop or resample "
+            "one of them"
         )
     if label is not None:
-        size_label = _image_size(label)
+        size_label = image_size(label)
         if size_label != size_a:
             raise ChangeDatasetError(
-                f"label {label} is {_wh(size_label)} but image {path_a} is {_wh(size_a)} "
-                "(width x height); the label must cover the image pixel for pixel"
+                f"label {label} is {format_size(size_label)} but image {path_a} is "
+                f"{format_size(size_a)} (width x height); the label must cover the image pixel "
+                "for pixel"
             )
     return PairFiles(name, path_a, path_b, label, width=size_a[0], height=size_a[1])
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        with _open_tiff(path) as src:
-            return int(src.width), int(src.height)
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise ChangeDatasetError(
-            f"{path} is not a readable image ({err}); pass PNG, TIFF, BMP or JPEG files"
-        ) from err
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """(C, H, W) raw values of an image file (PIL modes made RGB or grayscale)."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        with _open_tiff(path) as src:
-            return src.read()
-    try:
-        with Image.open(path) as opened:
-            image: Image.Image = opened
-            if image.mode in ("1", "LA"):
-                image = image.convert("L")
-            elif image.mode not in ("L", "RGB", "I", "I;16", "I;16B", "I;16L", "F"):
-                image = image.convert("RGB")  # RGBA, palette, CMYK, YCbCr...
-            array = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ChangeDatasetError(
-            f"{path} is not a readable image ({err}); pass PNG, TIFF, BMP or JPEG files"
-        ) from err
-    return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-
-
 def _read_label(path: Path) -> np.ndarray:
     """(H, W) label values; an RGB label whose channels agree is read as one band."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        with _open_tiff(path) as src:
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        with open_tiff(path) as src:
             data = src.read()
     else:
         try:
@@ -821,7 +777,7 @@ def _read_label(path: Path) -> np.ndarray:
                 array = np.asarray(image.convert("L") if image.mode == "1" else image)
         except (UnidentifiedImageError, OSError) as err:
             raise ChangeDatasetError(f"label {path} is not a readable image ({err})") from err
-        data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+        data = band_first(array)
     if data.shape[0] == 1:
         return data[0]
     colour = data[:3]
@@ -843,24 +799,9 @@ def _binary_label(values: np.ndarray, path: Path, threshold: int | None) -> np.n
     if set(found.tolist()) <= {0, 255}:
         return (values == 255).astype(np.int64)
     raise ChangeDatasetError(
-        f"label {path.name} has values {_listed(found.tolist())}; expected 0/1 or 0/255 "
+        f"label {path.name} has values {format_list(found.tolist())}; expected 0/1 or 0/255 "
         f"(fix the file {path})"
     )
-
-
-def _pick_bands(image: np.ndarray, bands: Sequence[int] | None, path: Path) -> np.ndarray:
-    """(C, H, W) -> (1 or 3, H, W) as ``select_bands`` does for rasters."""
-    count = image.shape[0]
-    if bands is not None:
-        missing = [b for b in bands if not 1 <= b <= count]
-        if missing:
-            raise ChangeDatasetError(
-                f"{path} has {count} band(s), so band(s) {missing} do not exist; fix bands="
-            )
-        return image[[b - 1 for b in bands]]
-    if count == 2:
-        raise ChangeDatasetError(f"{path} has 2 bands; choose 1 or 3 of them with bands=")
-    return image if count == 1 else image[:3]
 
 
 def _scale_pair(
@@ -890,56 +831,3 @@ def _scale_pair(
     a = stretch.apply(raw_a.astype(np.float32, copy=False))
     b = stretch.apply(raw_b.astype(np.float32, copy=False))
     return a, b
-
-
-def _crop(array: np.ndarray, window: ChipWindow, fill: float) -> np.ndarray:
-    """The chip of ``(..., H, W)``, padded with ``fill`` past the right/bottom edge."""
-    height, width = array.shape[-2:]
-    size = window.size
-    out = np.full((*array.shape[:-2], size, size), fill, dtype=array.dtype)
-    rows = max(0, min(size, height - window.row_off))
-    cols = max(0, min(size, width - window.col_off))
-    out[..., :rows, :cols] = array[
-        ..., window.row_off : window.row_off + rows, window.col_off : window.col_off + cols
-    ]
-    return out
-
-
-def _pixel_grid(width: int, height: int) -> RasterGrid:
-    """A grid for an image without georeferencing; chip_windows only reads its size."""
-    return RasterGrid(
-        crs=CRS.from_epsg(3857),  # placeholder: only the pixel geometry is used
-        transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(height)),
-        width=width,
-        height=height,
-    )
-
-
-@contextlib.contextmanager
-def _open_tiff(path: Path) -> Iterator[Any]:
-    """``rasterio.open`` for plain TIFFs: no NotGeoreferencedWarning, one-line errors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            src = rasterio.open(path)
-        except RasterioIOError as err:
-            raise ChangeDatasetError(
-                f"{path} is not a readable image ({err}); pass PNG, TIFF, BMP or JPEG files"
-            ) from err
-    with src:
-        yield src
-
-
-def _equal(values: np.ndarray, nodata: float) -> np.ndarray:
-    """``values == nodata``, NaN-aware."""
-    return np.isnan(values) if np.isnan(nodata) else values == nodata
-
-
-def _wh(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]}"
-
-
-def _listed(items: Sequence[Any]) -> str:
-    shown = ", ".join(str(i) for i in items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"

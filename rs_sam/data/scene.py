@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from affine import Affine
-from rasterio.crs import CRS
 
+from rs_sam.data.image_files import pixel_grid
 from rs_sam.data.pair import SceneRaster, fit_to_shape
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit
 from rs_sam.errors import InputRasterError
@@ -147,13 +147,3 @@ class ImageScene:
         step = max(1, math.ceil(max(self.grid.width, self.grid.height) / max_side))
         overview = self.image[:, ::step, ::step]
         return overview, np.ones(overview.shape[1:], bool)
-
-
-def pixel_grid(width: int, height: int) -> RasterGrid:
-    """A grid for an image without georeferencing: one map unit per pixel, y up."""
-    return RasterGrid(
-        crs=CRS.from_epsg(3857),  # placeholder: only the pixel geometry is used
-        transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(height)),
-        width=width,
-        height=height,
-    )

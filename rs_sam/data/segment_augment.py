@@ -7,20 +7,16 @@ flag. Only transforms of the pixel grid are offered: no resampling, so ids stay 
 
 from __future__ import annotations
 
-import hashlib
+import functools
 
-import torch
-from torch import Tensor
-from torch.utils.data import get_worker_info
-
+from rs_sam.data.augment import GridAugment, flip_turn
 from rs_sam.data.segment_datasets import SegmentDatasetError, SegmentSample
-from rs_sam.errors import ConfigError
 
 #: Sample entries that live on the pixel grid (last two dimensions).
 SPATIAL_KEYS = ("image", "mask", "objects", "boundary")
 
 
-class SegmentAugment:
+class SegmentAugment(GridAugment):
     """Random flips and quarter turns of a :class:`SegmentSample`.
 
     Each enabled operation happens independently with probability ``p``, in the order
@@ -30,7 +26,7 @@ class SegmentAugment:
     :class:`~rs_sam.data.augment.PairAugment` on why that is only approximate for cached
     SAM features).
 
-    Randomness as in :class:`~rs_sam.data.augment.PairAugment`: ``seed=None`` uses torch's
+    Randomness as in :class:`~rs_sam.data.augment.GridAugment`: ``seed=None`` uses torch's
     global generator; a ``seed`` gives a private generator, seeded per DataLoader worker
     from ``seed`` and the worker's seed.
 
@@ -45,23 +41,6 @@ class SegmentAugment:
         ConfigError: ``p`` is outside ``[0, 1]``.
     """
 
-    def __init__(
-        self,
-        *,
-        hflip: bool = True,
-        vflip: bool = True,
-        rot90: bool = True,
-        p: float = 0.5,
-        seed: int | None = None,
-    ) -> None:
-        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p={p!r} is invalid; use a probability between 0 and 1 (e.g. 0.5)")
-        self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
-        self.p = float(p)
-        self.seed = seed
-        self._generator: torch.Generator | None = None
-        self._generator_owner: int | None = None
-
     def __repr__(self) -> str:
         return (
             f"SegmentAugment(hflip={self.hflip}, vflip={self.vflip}, rot90={self.rot90}, "
@@ -71,27 +50,8 @@ class SegmentAugment:
     def __call__(self, sample: SegmentSample) -> SegmentSample:
         """A new sample with the drawn transform applied (the input is not modified)."""
         _check_sample(sample)
-        generator = self._current_generator()
-        flip_h = self.hflip and self._draw(generator)
-        flip_v = self.vflip and self._draw(generator)
-        turns = 0
-        if self.rot90 and self._draw(generator):
-            turns = int(torch.randint(1, 4, (1,), generator=generator).item())
+        flip_h, flip_v, turns = self._draw_grid(self._current_generator())
         return apply_segment_transform(sample, hflip=flip_h, vflip=flip_v, turns=turns)
-
-    def _draw(self, generator: torch.Generator | None) -> bool:
-        return bool(torch.rand((), generator=generator).item() < self.p)
-
-    def _current_generator(self) -> torch.Generator | None:
-        if self.seed is None:
-            return None
-        info = get_worker_info()
-        owner = -1 if info is None else int(info.seed)
-        if self._generator is None or self._generator_owner != owner:
-            digest = hashlib.sha256(f"{self.seed}:{owner}".encode()).digest()
-            self._generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
-            self._generator_owner = owner
-        return self._generator
 
 
 def apply_segment_transform(
@@ -103,16 +63,7 @@ def apply_segment_transform(
     ``turns`` counter-clockwise quarter turns (``torch.rot90``). Returns a new dict; other
     keys are passed through.
     """
-
-    def move(x: Tensor) -> Tensor:
-        if hflip:
-            x = x.flip(-1)
-        if vflip:
-            x = x.flip(-2)
-        if turns % 4:
-            x = torch.rot90(x, turns % 4, dims=(-2, -1)).contiguous()
-        return x
-
+    move = functools.partial(flip_turn, hflip=hflip, vflip=vflip, turns=turns)
     out: dict[str, object] = dict(sample)
     for key in SPATIAL_KEYS:
         if key in sample:

@@ -46,30 +46,33 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
-from rs_sam.data.change_datasets import (
-    _TIFF_SUFFIXES,
-    IMAGE_SUFFIXES,
-    _crop,
-    _equal,
-    _image_size,
-    _listed,
-    _open_tiff,
-    _pick_bands,
-    _pixel_grid,
-    _read_image,
-    _wh,
-)
 from rs_sam.data.class_table import ClassTable
+from rs_sam.data.image_files import (
+    IMAGE_SUFFIXES,
+    TIFF_SUFFIXES,
+    ImageFileError,
+    band_first,
+    chip_index,
+    crop_chip,
+    format_list,
+    format_size,
+    grid_differences,
+    image_size,
+    nodata_equal,
+    open_tiff,
+    pick_bands,
+    read_image,
+)
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, RasterInfo, is_integer_8bit, open_date
-from rs_sam.errors import ConfigError, InputRasterError, RasterNotFoundError
-from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
+from rs_sam.errors import ConfigError, RasterNotFoundError
+from rs_sam.inference.grid import RasterGrid, chip_windows
 
 #: Suffixes tried for SAM object and boundary maps, in this order.
 MAP_SUFFIXES = (".tif", ".tiff", ".png")
 
 
-class SegmentDatasetError(InputRasterError):
+class SegmentDatasetError(ImageFileError):
     """A segmentation dataset or sample is malformed (sizes, grids, maps, selections)."""
 
 
@@ -232,6 +235,8 @@ class SegmentFolderDataset(Dataset[SegmentSample]):
         SegmentDatasetNotFoundError: Missing folders, no images, images without labels or
             maps (a few are listed), unknown ``names``.
         SegmentDatasetError: An image and its label or maps differ in size.
+        ImageFileError: An image is unreadable, or lacks the bands asked for (the base class
+            of SegmentDatasetError).
     """
 
     def __init__(
@@ -367,7 +372,7 @@ class SegmentFolderDataset(Dataset[SegmentSample]):
         duplicates = sorted(n for n, count in Counter(p.name for p in pairs).items() if count > 1)
         if duplicates:
             raise SegmentDatasetError(
-                f"several images are named {_listed(duplicates)} (same stem, other suffix); "
+                f"several images are named {format_list(duplicates)} (same stem, other suffix); "
                 "keep one image per name"
             )
         selected = _select(pairs, names) if names is not None else list(pairs)
@@ -375,19 +380,13 @@ class SegmentFolderDataset(Dataset[SegmentSample]):
         if missing:
             raise SegmentDatasetNotFoundError(
                 f"{len(missing)} image(s) have no label: "
-                f"{_listed([str(p.image) for p in missing])}; "
+                f"{format_list([str(p.image) for p in missing])}; "
                 "add labels with the same stem or leave the images out with names="
             )
         object_dir = None if objects is None else _existing_folder(objects, "objects")
         boundary_dir = None if boundaries is None else _existing_folder(boundaries, "boundaries")
         self.files = [_checked_files(p, object_dir, boundary_dir) for p in selected]
-        self._index: list[tuple[int, ChipWindow | None]] = []
-        for i, files in enumerate(self.files):
-            if chip_size is None:
-                self._index.append((i, None))
-            else:
-                grid = _pixel_grid(files.width, files.height)
-                self._index.extend((i, w) for w in chip_windows(grid, chip_size, overlap))
+        self._index = chip_index(((f.width, f.height) for f in self.files), chip_size, overlap)
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
 
     @property
@@ -406,7 +405,7 @@ class SegmentFolderDataset(Dataset[SegmentSample]):
         name = files.name
         if window is not None:
             fills = {"image": 0, "mask": self.class_table.ignore_index, "objects": 0, "boundary": 0}
-            arrays = {k: _crop(v, window, fills[k]) for k, v in arrays.items()}
+            arrays = {k: crop_chip(v, window, fills[k]) for k, v in arrays.items()}
             name = f"{files.name}:r{window.row_off}_c{window.col_off}"
         sample: SegmentSample = {"name": name}
         for key, array in arrays.items():
@@ -418,16 +417,16 @@ class SegmentFolderDataset(Dataset[SegmentSample]):
         if self._last is not None and self._last[0] == file_index:
             return self._last[1]
         files = self.files[file_index]
-        raw = _pick_bands(_read_image(files.image), self.bands, files.image)
+        raw = pick_bands(read_image(files.image), self.bands, files.image)
         label, ignore = _read_label(files.label, self.class_table)
         arrays = {
             "image": stretch_image(raw, self.percentiles),
             "mask": self.class_table.encode(label, files.label, ignore=ignore),
         }
         if files.objects is not None:
-            arrays["objects"] = _objects(_single_band(_read_image(files.objects), files.objects))
+            arrays["objects"] = _objects(_single_band(read_image(files.objects), files.objects))
         if files.boundary is not None:
-            values = _single_band(_read_image(files.boundary), files.boundary)
+            values = _single_band(read_image(files.boundary), files.boundary)
             arrays["boundary"] = _boundary(values, files.boundary)
         self._last = (file_index, arrays)
         return arrays
@@ -542,7 +541,7 @@ class SegmentRasterDataset(Dataset[SegmentSample]):
         valid[:rows, :cols] = True
         valid &= np.isfinite(raw).all(axis=0)
         if self.nodata is not None:
-            valid &= ~_equal(raw, self.nodata).all(axis=0)
+            valid &= ~nodata_equal(raw, self.nodata).all(axis=0)
         image = self.stretch.apply(np.where(np.isfinite(raw), raw, 0.0))
         image[:, ~valid] = 0.0
         ignore = self.class_table.ignore_index
@@ -569,7 +568,7 @@ class SegmentRasterDataset(Dataset[SegmentSample]):
         values = _read_window(self.label_path, window)
         ignore = None
         if self._label_nodata is not None:
-            ignore = np.asarray(_equal(values, self._label_nodata).all(axis=0))
+            ignore = np.asarray(nodata_equal(values, self._label_nodata).all(axis=0))
         return self.class_table.encode(values, self.label_path, ignore=ignore)
 
     def _check_labels(self, step: int = 1024) -> None:
@@ -621,7 +620,7 @@ def _fit_stretch(
         raw = src.read(list(bands), out_shape=shape, resampling=Resampling.nearest)
     valid = np.isfinite(raw).all(axis=0)
     if nodata is not None:
-        valid &= ~_equal(raw, nodata).all(axis=0)
+        valid &= ~nodata_equal(raw, nodata).all(axis=0)
     if not valid.any():
         raise SegmentDatasetError(
             f"{info.label} contains only nodata (nodata={nodata}); check the raster or nodata="
@@ -637,21 +636,12 @@ def _check_on_grid(path: Path, what: str, info: RasterInfo) -> tuple[int, float 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                crs, transform, size = src.crs, src.transform, (src.width, src.height)
+                differences = grid_differences(src, info)
                 count, nodata = src.count, src.nodata
     except RasterioIOError as err:
         raise SegmentDatasetError(
             f"{what} raster {path} is not readable ({err}); pass a GeoTIFF"
         ) from err
-    differences = []
-    if crs != info.crs:
-        differences.append(f"CRS {crs} instead of {info.crs}")
-    if transform != info.transform:
-        differences.append(
-            f"transform {tuple(transform)[:6]} instead of {tuple(info.transform)[:6]}"
-        )
-    if size != (info.width, info.height):
-        differences.append(f"size {_wh(size)} instead of {_wh((info.width, info.height))}")
     if differences:
         left, bottom, right, top = info.bounds
         t = info.transform
@@ -677,10 +667,10 @@ def _read_label(path: Path, table: ClassTable) -> tuple[np.ndarray, np.ndarray |
     Palette PNGs are expanded to RGB(A) when the table has colours and read as indices
     otherwise.
     """
-    if path.suffix.lower() in _TIFF_SUFFIXES:
-        with _open_tiff(path) as src:
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        with open_tiff(path) as src:
             data, nodata = src.read(), src.nodata
-        ignore = None if nodata is None else np.asarray(_equal(data, nodata).all(axis=0))
+        ignore = None if nodata is None else np.asarray(nodata_equal(data, nodata).all(axis=0))
         return data, ignore
     try:
         with Image.open(path) as opened:
@@ -696,8 +686,7 @@ def _read_label(path: Path, table: ClassTable) -> tuple[np.ndarray, np.ndarray |
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError) as err:
         raise SegmentDatasetError(f"label {path} is not a readable image ({err})") from err
-    data = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
-    return data, None
+    return band_first(array), None
 
 
 def _single_band(data: np.ndarray, path: Path) -> np.ndarray:
@@ -717,7 +706,7 @@ def _boundary(values: np.ndarray, path: Path) -> np.ndarray:
     found = set(np.unique(values).tolist())
     if not (found <= {0, 1} or found <= {0, 255}):
         raise SegmentDatasetError(
-            f"boundary map {path} has values {_listed(sorted(found))}; expected 0/1 or 0/255"
+            f"boundary map {path} has values {format_list(sorted(found))}; expected 0/1 or 0/255"
         )
     return (values > 0).astype(np.float32)
 
@@ -744,7 +733,7 @@ def _find_map(folder: Path, name: str) -> Path | None:
 def _checked_files(pair: ImagePair, objects: Path | None, boundaries: Path | None) -> SegmentFiles:
     """:class:`SegmentFiles` after checking that label and maps have the image's size."""
     assert pair.label is not None
-    size = _image_size(pair.image)
+    size = image_size(pair.image)
     maps: dict[str, Path | None] = {"label": pair.label, "objects": None, "boundary": None}
     for key, folder in (("objects", objects), ("boundary", boundaries)):
         if folder is not None:
@@ -757,11 +746,12 @@ def _checked_files(pair: ImagePair, objects: Path | None, boundaries: Path | Non
             maps[key] = found
     for key, path in maps.items():
         if path is not None:
-            other = _image_size(path)
+            other = image_size(path)
             if other != size:
                 raise SegmentDatasetError(
-                    f"{key} {path} is {_wh(other)} but image {pair.image} is {_wh(size)} "
-                    f"(width x height); the {key} must cover the image pixel for pixel"
+                    f"{key} {path} is {format_size(other)} but image {pair.image} is "
+                    f"{format_size(size)} (width x height); the {key} must cover the image "
+                    "pixel for pixel"
                 )
     return SegmentFiles(
         name=pair.name,
@@ -790,7 +780,7 @@ def _select(pairs: Sequence[ImagePair], names: Sequence[str]) -> list[ImagePair]
             unknown.append(name)
     if unknown:
         raise SegmentDatasetNotFoundError(
-            f"names {_listed(unknown)} are not images of the dataset; available: "
-            f"{_listed(sorted(by_name))}"
+            f"names {format_list(unknown)} are not images of the dataset; available: "
+            f"{format_list(sorted(by_name))}"
         )
     return selected

@@ -26,7 +26,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rs_sam.data.bands import select_bands
-from rs_sam.data.change_datasets import IMAGE_SUFFIXES, _read_image
+from rs_sam.data.image_files import IMAGE_SUFFIXES, read_image
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit, open_date
 from rs_sam.data.scene import ChipSource, ImageScene, Scene
 from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
@@ -227,7 +227,7 @@ def _open(image: Path, settings: SegmentSettings) -> ChipSource:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             info: RasterInfo = open_date(image)
     except InputRasterError:
-        pixels = _read_image(image)
+        pixels = read_image(image)
         bands = select_bands([_fake_info(image, pixels)], settings.bands)
         return ImageScene(
             pixels[[b - 1 for b in bands]],
