@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +11,13 @@ import torch
 from rs_sam.change.anychange import ChipScore
 from rs_sam.data.pair import ChipPair
 from rs_sam.errors import CheckpointError
-from rs_sam.models.encoders import RandomWeightsWarning, load_encoder
 from rs_sam.models.samcd import SamCD
-from rs_sam.training.checkpoint import HeadMetadata, encoder_fingerprint, read_head_checkpoint
+from rs_sam.training.checkpoint import (
+    HeadMetadata,
+    read_head_checkpoint,
+    rebuild_encoder,
+    split_model_state,
+)
 
 
 @dataclass
@@ -68,30 +71,7 @@ def load_change_model(path: str | Path, *, device: torch.device) -> TrainedChang
         raise CheckpointError(
             f"{path} is a '{metadata.task}' model; detect-change --model needs a change model"
         )
-    with warnings.catch_warnings():
-        if metadata.encoder_weights == "random":
-            # Trained on random features (tests, demos): say so once, loudly.
-            warnings.simplefilter("ignore", RandomWeightsWarning)
-            warnings.warn(
-                RandomWeightsWarning(
-                    f"{path} was trained on a RANDOM '{metadata.encoder}' encoder: its output "
-                    "only demonstrates the pipeline"
-                ),
-                stacklevel=2,
-            )
-        encoder = load_encoder(
-            metadata.encoder,
-            weights="random" if metadata.encoder_weights == "random" else "official",
-            tiny=metadata.tiny_encoder,
-        )
-    if metadata.encoder_weights != "random" and metadata.freeze_encoder:
-        found = encoder_fingerprint(encoder, None)
-        if found != metadata.encoder_sha256:
-            raise CheckpointError(
-                f"{path} was trained on '{metadata.encoder}' weights with sha256 "
-                f"{metadata.encoder_sha256} but the available file has {found}; "
-                "use the encoder checkpoint it was trained with"
-            )
+    encoder = rebuild_encoder(metadata, path)
     network = SamCD(
         encoder,
         latent_classes=metadata.latent_classes,
@@ -100,14 +80,9 @@ def load_change_model(path: str | Path, *, device: torch.device) -> TrainedChang
         decoder_channels=hparams.get("decoder_channels", 64),
         freeze_encoder=metadata.freeze_encoder,
     )
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    if metadata.freeze_encoder and any(k.startswith("encoder.") for k in weights):
-        # A random frozen encoder travels in the checkpoint (it cannot be rebuilt).
-        encoder_state = {
-            k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")
-        }
+    encoder_state, weights = split_model_state(state, frozen_encoder=metadata.freeze_encoder)
+    if encoder_state:  # a random frozen encoder travels in the checkpoint
         network.encoder.load_state_dict(encoder_state)
-        weights = {k: v for k, v in weights.items() if not k.startswith("encoder.")}
     network.load_head_state_dict(weights)
     network.eval()
     return TrainedChangeModel(network.to(device), metadata)

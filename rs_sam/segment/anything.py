@@ -131,7 +131,7 @@ def find_objects(
 ) -> tuple[list[MergedObject], int]:
     """The objects of a whole raster: every chip's masks, merged. Returns (objects, chips)."""
     stretch = JointStretch.fit_scene(scene)
-    windows = chip_windows(scene.grid, settings.chip_size, settings.tile_overlap)
+    windows = chip_windows(scene.grid, *settings.tiling())
     found: list[tuple[ChipWindow, list[ChipObject]]] = []
 
     def compute(window: ChipWindow) -> list[ChipObject]:

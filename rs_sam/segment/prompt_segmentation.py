@@ -59,7 +59,7 @@ def segment_prompts(
         prompts: vector file with a CRS; see :func:`~rs_sam.segment.prompts.read_prompts`.
         output: vector file with ``id``, ``prompt_id``, ``mask_index`` (the decoder output
             chosen), ``score`` (predicted IoU), ``area_m2``.
-        settings: encoder and chip size (``settings.chip_size``).
+        settings: encoder and chip size.
         multimask: ``"best"``: one mask per prompt, SAM's choice of single or multimask
             output and the highest predicted IoU; ``"all"``: all three masks.
         context: pixels of image wanted around each prompt on its chip.
@@ -81,8 +81,9 @@ def segment_prompts(
 
     # Prompts whose chips coincide share one embedding.
     by_window: dict[ChipWindow, list[Prompt]] = {}
+    chip_size, _ = settings.tiling()
     for prompt in found:
-        window = prompt_window(prompt, scene.grid, settings.chip_size, context=context)
+        window = prompt_window(prompt, scene.grid, chip_size, context=context)
         by_window.setdefault(window, []).append(prompt)
     rows: list[dict[str, object]] = []
     empty: list[object] = []

@@ -19,15 +19,16 @@ class SegmentSettings:
     """Everything that shapes a ``segment`` run besides its inputs and outputs.
 
     Defaults of automatic mask generation follow segment-anything's generator
-    (32 points per side, predicted IoU 0.88, stability 0.95, box NMS 0.7). The overlap
-    (default a quarter chip) bounds the objects that are always seen whole by some chip.
+    (32 points per side, predicted IoU 0.88, stability 0.95, box NMS 0.7). Chips are 1024
+    pixels, or a trained model's chip size; the overlap (default a quarter chip) bounds the
+    objects that are always seen whole by some chip.
     """
 
     encoder: str = "mobile_sam"
     weights: Literal["official", "random"] = "official"
     checkpoint: Path | None = None
     device: str = "auto"
-    chip_size: int = 1024  # pixels of the raster's grid
+    chip_size: int | None = None  # pixels of the raster's grid (default 1024 or the model's)
     overlap: int | None = None  # pixels shared by neighbouring chips (default chip // 4)
     points_per_side: int = 32
     batch_size: int = 64  # point prompts decoded together
@@ -43,9 +44,10 @@ class SegmentSettings:
     def __post_init__(self) -> None:
         if self.weights not in ("official", "random"):
             raise ConfigError(f"weights {self.weights!r} is unknown; use 'official' or 'random'")
-        if self.chip_size < 32:
+        if self.chip_size is not None and self.chip_size < 32:
             raise ConfigError(f"chip size {self.chip_size} is too small; use at least 32 pixels")
-        check_chip_geometry(self.chip_size, self.tile_overlap)
+        if self.chip_size is not None and self.overlap is not None:
+            check_chip_geometry(self.chip_size, self.overlap)
         for name in ("pred_iou_thresh", "stability_thresh", "box_nms_thresh", "match_iou"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -53,9 +55,12 @@ class SegmentSettings:
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")
 
-    @property
-    def tile_overlap(self) -> int:
-        return self.overlap if self.overlap is not None else self.chip_size // 4
+    def tiling(self, model_chip_size: int | None = None) -> tuple[int, int]:
+        """(chip size, overlap) after defaults: 1024 or the model's chip, overlap 1/4."""
+        chip = self.chip_size or model_chip_size or 1024
+        overlap = self.overlap if self.overlap is not None else chip // 4
+        check_chip_geometry(chip, overlap)
+        return chip, overlap
 
     @property
     def proposals(self) -> ProposalSettings:

@@ -10,20 +10,16 @@ Each source is a mapping with a ``layout`` and that layout's dataset arguments:
 - ``levircd`` / ``oscd``: torchgeo's dataset classes on data already on disk (``root``,
   ``split``), chipped like the others.
 
-With ``cache_features``, the frozen encoder's maps of every (un-augmented) chip are
-computed once and stored under ``cache_dir`` (keyed by encoder, checkpoint hash, chip
-size and normalisation); augmentation is then applied to images, label and maps alike.
+Batches, augmentation and the feature cache are shared with segmentation
+(:class:`~rs_sam.training.data_module.SourcesDataModule`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import lightning
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rs_sam.data.augment import PairAugment
 from rs_sam.data.change_datasets import (
@@ -33,9 +29,8 @@ from rs_sam.data.change_datasets import (
     torchgeo_change_dataset,
 )
 from rs_sam.errors import ConfigError
-from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.training.config import check_arguments
-from rs_sam.training.feature_cache import CachedFeatureDataset, FeatureCache, precompute
+from rs_sam.training.data_module import SourcesDataModule
 
 LAYOUTS: dict[str, Callable[..., Dataset[Any]]] = {
     "folder": ChangeFolderDataset,
@@ -48,8 +43,11 @@ LAYOUTS: dict[str, Callable[..., Dataset[Any]]] = {
 _MANAGED = ("transforms", "chip_size", "overlap", "bands")
 
 
-class ChangeDataModule(lightning.LightningDataModule):
+class ChangeDataModule(SourcesDataModule):
     """Training and validation chips for SAM-CD."""
+
+    image_keys = ("image_a", "image_b")
+    feature_keys = ("features_a", "features_b")
 
     def __init__(
         self,
@@ -76,73 +74,23 @@ class ChangeDataModule(lightning.LightningDataModule):
             swap_dates: also exchange the dates at random (binary change is symmetric).
             cache_features: cache the frozen encoder's maps (see the module docstring).
         """
-        super().__init__()
-        if not train:
-            raise ConfigError("data.train lists no source; add at least one (see configs/change)")
-        for where, sources in (("train", train), ("val", val)):
-            for source in sources:
-                _check_source(source, where)
-        self.train_sources, self.val_sources = list(train), list(val)
-        self.chip_size, self.overlap = chip_size, overlap
-        self.bands = tuple(bands) if bands else None
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.augment = PairAugment(swap_dates=swap_dates) if augment else None
-        self.cache_features, self.cache_dir = cache_features, Path(cache_dir)
-        self.encoder: FrozenEncoder | None = None
-        self.encoder_sha256: str | None = None
-        self.train_set: Dataset[Any] | None = None
-        self.val_set: Dataset[Any] | None = None
-
-    def attach_encoder(self, encoder: FrozenEncoder, *, encoder_sha256: str | None) -> None:
-        """The frozen encoder whose maps are cached (needed when ``cache_features``)."""
-        self.encoder, self.encoder_sha256 = encoder, encoder_sha256
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = self._build(self.train_sources, self.augment)
-        if self.val_set is None and self.val_sources:
-            self.val_set = self._build(self.val_sources, None)
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        return DataLoader(
-            self.train_set,  # type: ignore[arg-type]
-            batch_size=self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
+        super().__init__(
+            train=train,
+            val=val,
+            chip_size=chip_size,
+            overlap=overlap,
+            bands=bands,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            augment=PairAugment(swap_dates=swap_dates) if augment else None,
+            cache_features=cache_features,
+            cache_dir=cache_dir,
         )
 
-    def val_dataloader(self) -> DataLoader[Any]:
-        if self.val_set is None:
-            return DataLoader([])  # type: ignore[arg-type]
-        return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
-        )
+    def check_source(self, source: Mapping[str, Any], where: str) -> None:
+        _check_source(source, where)
 
-    def _build(self, sources: Sequence[Mapping[str, Any]], transforms: Any) -> Dataset[Any]:
-        cached = self.cache_features
-        datasets = [
-            self._source(dict(source), None if cached else transforms) for source in sources
-        ]
-        combined: Dataset[Any] = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
-        if not cached:
-            return combined
-        if self.encoder is None:
-            raise ConfigError("cache_features needs the encoder; call attach_encoder() first")
-        # Entries are keyed by sample name inside a folder keyed by everything that shapes
-        # the features: encoder and weights, chips, the sources and their normalisation.
-        identity = {"sources": list(sources), "overlap": self.overlap, "bands": self.bands}
-        cache = FeatureCache.for_encoder(
-            self.cache_dir,
-            self.encoder,
-            checkpoint_sha256=self.encoder_sha256,
-            chip_size=self.chip_size,
-            normalisation="; ".join(sorted({getattr(d, "normalisation", "") for d in datasets})),
-            dataset_id=json.dumps(identity, sort_keys=True, default=str),
-        )
-        precompute(combined, self.encoder, cache)
-        return CachedFeatureDataset(combined, cache, self.encoder, transforms=transforms)
-
-    def _source(self, source: dict[str, Any], transforms: Any) -> Dataset[Any]:
+    def build_source(self, source: dict[str, Any], transforms: Any) -> Dataset[Any]:
         layout = source.pop("layout")
         common: dict[str, Any] = {
             "transforms": transforms,

@@ -9,6 +9,7 @@ everything inference needs; the frozen encoder's weights are not stored.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ import torch
 
 from rs_sam.checkpoints import TORCH_LOAD_ERRORS, file_sha256, resolve_checkpoint
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
-from rs_sam.models.encoders import FrozenEncoder, get_encoder
+from rs_sam.models.encoders import (
+    FrozenEncoder,
+    RandomWeightsWarning,
+    get_encoder,
+    load_encoder,
+)
 
 CHECKPOINT_KEY = "rs_sam"
 
@@ -112,3 +118,54 @@ def check_resume(path: str | Path, *, encoder: str, tiny_encoder: bool) -> None:
             f"{path} was trained with encoder '{metadata.encoder}' but the config asks for "
             f"'{encoder}'; use the matching config or start a new run folder"
         )
+
+
+def rebuild_encoder(metadata: HeadMetadata, path: str | Path) -> FrozenEncoder:
+    """The registry encoder a head was trained on, checked against the recorded sha256.
+
+    Raises:
+        CheckpointError: the available encoder weights are not the ones the head was
+            trained on (a frozen encoder with official weights; their sha256 differ).
+    """
+    with warnings.catch_warnings():
+        if metadata.encoder_weights == "random":
+            # Trained on random features (tests, demos): say so once, loudly.
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            warnings.warn(
+                RandomWeightsWarning(
+                    f"{path} was trained on a RANDOM '{metadata.encoder}' encoder: its output "
+                    "only demonstrates the pipeline"
+                ),
+                stacklevel=3,
+            )
+        encoder = load_encoder(
+            metadata.encoder,
+            weights="random" if metadata.encoder_weights == "random" else "official",
+            tiny=metadata.tiny_encoder,
+        )
+    if metadata.encoder_weights != "random" and metadata.freeze_encoder:
+        found = encoder_fingerprint(encoder, None)
+        if found != metadata.encoder_sha256:
+            raise CheckpointError(
+                f"{path} was trained on '{metadata.encoder}' weights with sha256 "
+                f"{metadata.encoder_sha256} but the available file has {found}; "
+                "use the encoder checkpoint it was trained with"
+            )
+    return encoder
+
+
+def split_model_state(
+    state: dict[str, Any], *, frozen_encoder: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task's state dict -> (frozen encoder's weights, what ``load_head_state_dict`` takes).
+
+    A frozen encoder's weights are in the checkpoint only when the registry cannot rebuild
+    them (random weights); a fine-tuned encoder belongs to the head's weights.
+    """
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if not frozen_encoder:
+        return {}, weights
+    prefix = "encoder."
+    encoder = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+    head = {k: v for k, v in weights.items() if not k.startswith(prefix)}
+    return encoder, head

@@ -1,0 +1,132 @@
+"""The part of a training config's ``data:`` section that every task shares.
+
+A list of ``train`` and ``val`` sources (each a mapping with a ``layout`` and that
+layout's dataset arguments), chips, batches, augmentation and the frozen-encoder feature
+cache. Subclasses name their layouts and how a source becomes a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from rs_sam.errors import ConfigError
+from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.training.feature_cache import CachedFeatureDataset, FeatureCache, precompute
+
+
+class SourcesDataModule(lightning.LightningDataModule):
+    """Training and validation chips from lists of sources, optionally with cached features.
+
+    With ``cache_features`` the frozen encoder's maps of every (un-augmented) chip are
+    computed once and stored under ``cache_dir`` (keyed by encoder, checkpoint hash, chip
+    size, sources and normalisation); augmentation is then applied to images, labels and
+    maps alike.
+    """
+
+    #: Sample keys of the images the encoder sees, and where their maps go.
+    image_keys: ClassVar[tuple[str, ...]]
+    feature_keys: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        *,
+        train: Sequence[Mapping[str, Any]],
+        val: Sequence[Mapping[str, Any]],
+        chip_size: int,
+        overlap: int,
+        bands: Sequence[int] | None,
+        batch_size: int,
+        num_workers: int,
+        augment: Callable[[Any], Any] | None,
+        cache_features: bool,
+        cache_dir: str,
+    ) -> None:
+        super().__init__()
+        if not train:
+            raise ConfigError("data.train lists no source; add at least one (see configs/)")
+        for where, sources in (("train", train), ("val", val)):
+            for source in sources:
+                self.check_source(source, where)
+        self.train_sources, self.val_sources = list(train), list(val)
+        self.chip_size, self.overlap = chip_size, overlap
+        self.bands = tuple(bands) if bands else None
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.augment = augment
+        self.cache_features, self.cache_dir = cache_features, Path(cache_dir)
+        self.encoder: FrozenEncoder | None = None
+        self.encoder_sha256: str | None = None
+        self.train_set: Dataset[Any] | None = None
+        self.val_set: Dataset[Any] | None = None
+
+    def check_source(self, source: Mapping[str, Any], where: str) -> None:
+        """Raise ConfigError for a source this module cannot build."""
+        raise NotImplementedError
+
+    def build_source(self, source: dict[str, Any], transforms: Any) -> Dataset[Any]:
+        """The dataset of one source (``layout`` included in ``source``)."""
+        raise NotImplementedError
+
+    def attach_encoder(self, encoder: FrozenEncoder | None, *, encoder_sha256: str | None) -> None:
+        """The frozen encoder whose maps are cached (needed when ``cache_features``)."""
+        self.encoder, self.encoder_sha256 = encoder, encoder_sha256
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = self._build(self.train_sources, self.augment)
+        if self.val_set is None and self.val_sources:
+            self.val_set = self._build(self.val_sources, None)
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(
+            self.train_set,  # type: ignore[arg-type]
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        if self.val_set is None:
+            return DataLoader([])  # type: ignore[arg-type]
+        return DataLoader(
+            self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
+        )
+
+    def _build(self, sources: Sequence[Mapping[str, Any]], transforms: Any) -> Dataset[Any]:
+        cached = self.cache_features
+        datasets = [
+            self.build_source(dict(source), None if cached else transforms) for source in sources
+        ]
+        combined: Dataset[Any] = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+        if not cached:
+            return combined
+        if self.encoder is None:
+            raise ConfigError(
+                "cache_features needs a frozen registry encoder; call attach_encoder() first "
+                "(or set cache_features: false)"
+            )
+        # Entries are keyed by sample name inside a folder keyed by everything that shapes
+        # the features: encoder and weights, chips, the sources and their normalisation.
+        identity = {"sources": list(sources), "overlap": self.overlap, "bands": self.bands}
+        cache = FeatureCache.for_encoder(
+            self.cache_dir,
+            self.encoder,
+            checkpoint_sha256=self.encoder_sha256,
+            chip_size=self.chip_size,
+            normalisation="; ".join(sorted({getattr(d, "normalisation", "") for d in datasets})),
+            dataset_id=json.dumps(identity, sort_keys=True, default=str),
+        )
+        precompute(combined, self.encoder, cache, image_keys=self.image_keys)
+        return CachedFeatureDataset(
+            combined,
+            cache,
+            self.encoder,
+            transforms=transforms,
+            image_keys=self.image_keys,
+            feature_keys=self.feature_keys,
+        )
