@@ -66,8 +66,29 @@ if TYPE_CHECKING:
     show_default=True,
     help="--mode prompt: pixels of image around each prompt on its chip.",
 )
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Semantic segmentation with a checkpoint from `rs-sam train segment` (polygons "
+    "with class_id, class_name, area_m2, score_mean) instead of SAM objects.",
+)
+@click.option(
+    "--save-classes",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --model: also write the class raster (uint8, colour table) as a GeoTIFF.",
+)
+@click.option(
+    "--save-probability",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --model: also write the per-class probabilities as a float32 GeoTIFF.",
+)
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
-@click.option("--chip-size", type=int, default=1024, show_default=True, help="Chip side (pixels).")
+@click.option(
+    "--chip-size", type=int, default=None, help="Chip side [default: 1024, or the model's]."
+)
 @click.option(
     "--overlap",
     type=int,
@@ -112,11 +133,14 @@ def segment(
     prompts: str | None,
     multimask: str,
     context: int,
+    model: str | None,
+    save_classes: str | None,
+    save_probability: str | None,
     encoder: str,
     checkpoint: str | None,
     weights: str,
     device: str,
-    chip_size: int,
+    chip_size: int | None,
     overlap: int | None,
     points_per_side: int,
     batch_size: int,
@@ -136,14 +160,32 @@ def segment(
     --mode anything: every object SAM finds; objects cut by chip borders are matched across
     the overlap and merged; polygons carry id, score (predicted IoU), stability, area_m2.
     --mode prompt: one polygon per prompt (id, prompt_id, mask_index, score, area_m2).
+    --model: semantic segmentation, one polygon per connected area of a class.
     """
     setup_output(verbose, quiet)
+    if (save_classes or save_probability) and not model:
+        raise click.UsageError("--save-classes and --save-probability need --model")
+    if model and mode != "anything":
+        raise click.UsageError("--model replaces --mode; drop --mode prompt")
     if mode == "prompt" and not prompts:
         raise click.UsageError("--mode prompt needs --prompts FILE (points or polygons)")
     if mode == "anything" and prompts:
         raise click.UsageError("--prompts needs --mode prompt")
     settings = _settings(locals())
-    if mode == "prompt":
+    if model:
+        from rs_sam.segment.semantic import segment_semantic
+
+        result = segment_semantic(
+            image,
+            model,
+            output,
+            settings=settings,
+            save_classes=save_classes,
+            save_probability=save_probability,
+            overwrite=overwrite,
+            show_progress=not quiet,
+        )
+    elif mode == "prompt":
         from rs_sam.segment.prompt_segmentation import segment_prompts
 
         result = segment_prompts(
@@ -182,7 +224,9 @@ def segment(
     help="Also write the 0/1 boundary map (.tif, or a folder).",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
-@click.option("--chip-size", type=int, default=1024, show_default=True, help="Chip side (pixels).")
+@click.option(
+    "--chip-size", type=int, default=None, help="Chip side [default: 1024, or the model's]."
+)
 @click.option(
     "--overlap", type=int, default=None, help="Pixels shared by chips [default: chip size / 4]."
 )
@@ -217,7 +261,7 @@ def sam_objects(
     checkpoint: str | None,
     weights: str,
     device: str,
-    chip_size: int,
+    chip_size: int | None,
     overlap: int | None,
     points_per_side: int,
     batch_size: int,

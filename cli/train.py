@@ -15,40 +15,54 @@ def train() -> None:
     """Train models from YAML configs (see configs/)."""
 
 
-@train.command("change")
-@click.option("--config", required=True, type=click.Path(dir_okay=False), help="YAML config.")
-@click.option(
-    "--resume",
-    default="auto",
-    show_default=True,
-    help="'auto': continue from the run's last.ckpt if there is one; 'never'; or a .ckpt path.",
-)
-@click.option("--max-epochs", type=int, default=None, help="Override trainer.max_epochs.")
-@click.option("--run-dir", default=None, help="Override trainer.default_root_dir.")
-@verbose_option
-@quiet_option
-@handle_errors
-def train_change(
-    config: str,
-    resume: str,
-    max_epochs: int | None,
-    run_dir: str | None,
-    verbose: int,
-    quiet: bool,
-) -> None:
-    """Train SAM-CD (supervised change detection) from a config."""
-    setup_output(verbose, quiet)
-    from rs_sam.training.run import train_change as run
+def _train_command(kind: str, description: str) -> click.Command:
+    @train.command(kind, help=description)
+    @click.option("--config", required=True, type=click.Path(dir_okay=False), help="YAML config.")
+    @click.option(
+        "--resume",
+        default="auto",
+        show_default=True,
+        help="'auto': continue from the run's last.ckpt if there is one; 'never'; or a .ckpt path.",
+    )
+    @click.option("--max-epochs", type=int, default=None, help="Override trainer.max_epochs.")
+    @click.option("--run-dir", default=None, help="Override trainer.default_root_dir.")
+    @verbose_option
+    @quiet_option
+    @handle_errors
+    def command(
+        config: str,
+        resume: str,
+        max_epochs: int | None,
+        run_dir: str | None,
+        verbose: int,
+        quiet: bool,
+    ) -> None:
+        setup_output(verbose, quiet)
+        from rs_sam.training.run import train as run
 
-    trainer: dict[str, object] = {}
-    if max_epochs is not None:
-        trainer["max_epochs"] = max_epochs
-    if run_dir is not None:
-        trainer["default_root_dir"] = run_dir
-    result = run(config, resume=resume, show_progress=not quiet, overrides={"trainer": trainer})
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
-    click.echo(f"best: {result.best}  last: {result.last}", err=True)
-    click.echo(summary, err=True)
+        trainer: dict[str, object] = {}
+        if max_epochs is not None:
+            trainer["max_epochs"] = max_epochs
+        if run_dir is not None:
+            trainer["default_root_dir"] = run_dir
+        result = run(
+            kind,  # type: ignore[arg-type]
+            config,
+            resume=resume,
+            show_progress=not quiet,
+            overrides={"trainer": trainer},
+        )
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
+        click.echo(f"best: {result.best}  last: {result.last}", err=True)
+        click.echo(summary, err=True)
+
+    return command
+
+
+train_change = _train_command("change", "Train SAM-CD (supervised change detection) from a config.")
+train_segment = _train_command(
+    "segment", "Train UNetFormer semantic segmentation (+ SSRS SAM losses) from a config."
+)
 
 
 @click.group()
@@ -105,6 +119,65 @@ def evaluate_change(
         device=device,
         show_progress=not quiet,
     )
+    click.echo(metrics.table())
+    if json_path:
+        Path(json_path).write_text(json.dumps(metrics.to_dict(), indent=2))
+
+
+@evaluate.command("segment")
+@click.option("--model", required=True, type=click.Path(dir_okay=False), help="Checkpoint.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(),
+    help="A folder holding image and label folders, or a georeferenced image raster.",
+)
+@click.option(
+    "--labels",
+    default=None,
+    help="With a raster --data: its label raster. With a folder: the label folder "
+    "(then --data is the image folder).",
+)
+@click.option("--image-dir", default="images", show_default=True, help="Folder name of images.")
+@click.option("--label-dir", default="masks", show_default=True, help="Folder name of labels.")
+@click.option("--names", default=None, help="Comma-separated sample names (default: all).")
+@click.option("--chip-size", type=int, default=None, help="[default: the model's].")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@verbose_option
+@quiet_option
+@handle_errors
+def evaluate_segment(
+    model: str,
+    data: str,
+    labels: str | None,
+    image_dir: str,
+    label_dir: str,
+    names: str | None,
+    chip_size: int | None,
+    device: str,
+    json_path: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
+    """Per-class IoU/F1, mIoU and overall accuracy of a segmentation model."""
+    setup_output(verbose, quiet)
+    from rs_sam.training.evaluate import evaluate_segment as run
+
+    source: dict[str, object]
+    if Path(data).is_dir():
+        source = (
+            {"layout": "folders", "images": data, "labels": labels}
+            if labels
+            else {"layout": "tree", "root": data, "image_dir": image_dir, "label_dir": label_dir}
+        )
+    else:
+        if not labels:
+            raise click.UsageError("a raster --data needs --labels LABEL_RASTER")
+        source = {"layout": "raster", "image": data, "label": labels}
+    if names:
+        source["names"] = [n.strip() for n in names.split(",") if n.strip()]
+    metrics = run(model, [source], chip_size=chip_size, device=device, show_progress=not quiet)
     click.echo(metrics.table())
     if json_path:
         Path(json_path).write_text(json.dumps(metrics.to_dict(), indent=2))

@@ -1,4 +1,4 @@
-"""Evaluate a trained change model on labelled pairs: metrics with their protocol stated."""
+"""Evaluate trained change and segmentation models on labelled data, protocol stated."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from tqdm.auto import tqdm
 
 from rs_sam.change.supervised import load_change_model
 from rs_sam.devices import resolve_device
+from rs_sam.segment.semantic import load_segment_model
 from rs_sam.training.change_data import ChangeDataModule
+from rs_sam.training.segment_data import SegmentDataModule
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,122 @@ def evaluate_change(
     )
     tp, fp, fn, tn = (int(v) for v in counts)
     return ChangeMetrics.from_counts(tp, fp, fn, tn, protocol)
+
+
+@dataclass(frozen=True)
+class SegmentMetrics:
+    """Per-class IoU/F1, their means, overall accuracy, and the majority-class baseline."""
+
+    class_names: list[str]
+    iou: list[float]
+    f1: list[float]
+    mean_iou: float
+    mean_f1: float
+    overall_accuracy: float
+    pixels: int
+    class_fractions: list[float]  # share of labelled pixels of each class
+    majority_miou: float  # the trivial baseline: every pixel the most frequent class
+    majority_accuracy: float
+    protocol: str
+
+    @classmethod
+    def from_confusion(
+        cls, confusion: torch.Tensor, names: Sequence[str], protocol: str
+    ) -> SegmentMetrics:
+        """From a (k, k) confusion matrix, rows = truth, columns = prediction.
+
+        Means are over the classes present in the labels or the predictions (a class
+        absent from both has no defined IoU).
+        """
+        matrix = confusion.double()
+        tp = matrix.diag()
+        truth, predicted = matrix.sum(1), matrix.sum(0)
+        total = float(matrix.sum())
+        union = truth + predicted - tp
+        iou = torch.where(union > 0, tp / union.clamp(min=1), torch.nan)
+        f1 = torch.where(
+            truth + predicted > 0, 2 * tp / (truth + predicted).clamp(min=1), torch.nan
+        )
+        present = union > 0
+        majority = int(truth.argmax())
+        majority_iou = truth[majority] / total if total else 0.0  # IoU of the majority class
+        return cls(
+            class_names=list(names),
+            iou=[float(v) for v in iou],
+            f1=[float(v) for v in f1],
+            mean_iou=float(iou[present].mean()) if present.any() else 0.0,
+            mean_f1=float(f1[present].mean()) if present.any() else 0.0,
+            overall_accuracy=float(tp.sum() / total) if total else 0.0,
+            pixels=int(total),
+            class_fractions=[float(v / total) if total else 0.0 for v in truth],
+            majority_miou=float(majority_iou) / max(1, int((truth > 0).sum())),
+            majority_accuracy=float(truth[majority] / total) if total else 0.0,
+            protocol=protocol,
+        )
+
+    def table(self) -> str:
+        width = max(len(n) for n in self.class_names)
+        rows = [
+            f"  {name:<{width}}  IoU {iou:.4f}  F1 {f1:.4f}  ({share:.1%} of pixels)"
+            for name, iou, f1, share in zip(
+                self.class_names, self.iou, self.f1, self.class_fractions, strict=True
+            )
+        ]
+        return "\n".join(
+            [
+                f"protocol: {self.protocol}",
+                "per class:",
+                *rows,
+                f"mIoU {self.mean_iou:.4f}  mean F1 {self.mean_f1:.4f}  overall accuracy "
+                f"{self.overall_accuracy:.4f}  ({self.pixels} labelled pixels)",
+                f"trivial baseline (every pixel the majority class): mIoU "
+                f"{self.majority_miou:.4f}, overall accuracy {self.majority_accuracy:.4f}",
+            ]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def evaluate_segment(
+    model: str | Path,
+    sources: Sequence[Mapping[str, Any]],
+    *,
+    chip_size: int | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    show_progress: bool = True,
+) -> SegmentMetrics:
+    """Pixel metrics of a segmentation ``model`` on labelled sources (as ``data.val``).
+
+    Images are cut into non-overlapping chips of the model's training chip size (or
+    ``chip_size``); edge chips are padded and the padding is ignored.
+    """
+    trained = load_segment_model(model, device=resolve_device(device))
+    table = trained.class_table
+    chip = chip_size or trained.metadata.chip_size
+    data = SegmentDataModule(
+        classes=table.to_config(),
+        train=sources,
+        chip_size=chip,
+        bands=trained.metadata.bands,
+        augment=False,
+    )
+    data.setup()
+    loader = DataLoader(data.train_set, batch_size=batch_size, shuffle=False)  # type: ignore[arg-type]
+    k = table.num_classes
+    confusion = torch.zeros(k, k, dtype=torch.int64)
+    network = trained.network
+    device_ = next(network.parameters()).device
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not show_progress):
+        predicted = network(batch["image"].to(device_)).argmax(1).cpu()
+        target = batch["mask"]
+        labelled = target != table.ignore_index
+        pairs = target[labelled] * k + predicted[labelled]
+        confusion += torch.bincount(pairs, minlength=k * k).reshape(k, k)
+    protocol = (
+        f"sliding {chip}x{chip} chips without overlap (edges padded, padding ignored), "
+        "pixels pooled over all images, argmax of the class probabilities"
+    )
+    return SegmentMetrics.from_confusion(confusion, table.names, protocol)

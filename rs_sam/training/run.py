@@ -1,8 +1,9 @@
-"""``train_change``: the library entry behind ``rs-sam train change --config``.
+"""``train_change``/``train_segment``: the library entries behind ``rs-sam train``.
 
 Reads a config, builds the task and the data module from their typed constructors, and
-fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` in the run folder.
-A run resumes from its ``last.ckpt`` (after checking it belongs to the same encoder).
+fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` (best by the
+task's validation metric) in the run folder. A run resumes from its ``last.ckpt`` (after
+checking it belongs to the same encoder).
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ import lightning
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from rs_sam.errors import ConfigError
+from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.training.change_data import ChangeDataModule
 from rs_sam.training.change_task import ChangeTask
 from rs_sam.training.checkpoint import check_resume
 from rs_sam.training.config import build, load_config, trainer_arguments
+from rs_sam.training.data_module import SourcesDataModule
+from rs_sam.training.head_task import HeadTask
+from rs_sam.training.segment_data import SegmentDataModule
+from rs_sam.training.segment_task import SegmentTask
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,20 @@ class TrainResult:
     metrics: dict[str, float]
 
 
+@dataclass(frozen=True)
+class _Kind:
+    data: type[SourcesDataModule]
+    task: type[HeadTask]
+    monitor: str  # validation metric that picks best.ckpt (higher is better)
+    default_dir: str
+
+
+_KINDS = {
+    "change": _Kind(ChangeDataModule, ChangeTask, "val/f1", "runs/change"),
+    "segment": _Kind(SegmentDataModule, SegmentTask, "val/miou", "runs/segment"),
+}
+
+
 def train_change(
     config: str | Path,
     *,
@@ -41,38 +62,75 @@ def train_change(
     show_progress: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train SAM-CD from a YAML config (see ``configs/change/``).
+    """Train SAM-CD from a YAML config (see ``configs/change/``); see :func:`train`."""
+    return train("change", config, resume=resume, show_progress=show_progress, overrides=overrides)
+
+
+def train_segment(
+    config: str | Path,
+    *,
+    resume: Literal["auto", "never"] | str = "auto",
+    show_progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train UNetFormer (+ SSRS losses) from a YAML config (see ``configs/segment/``)."""
+    return train("segment", config, resume=resume, show_progress=show_progress, overrides=overrides)
+
+
+def train(
+    kind: Literal["change", "segment"],
+    config: str | Path,
+    *,
+    resume: Literal["auto", "never"] | str = "auto",
+    show_progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train a task from a YAML config.
 
     Args:
+        kind: ``change`` (SAM-CD) or ``segment`` (UNetFormer).
         config: YAML with ``model``, ``data``, ``trainer`` sections and ``seed``.
         resume: ``auto`` continues from ``<run>/checkpoints/last.ckpt`` when present,
             ``never`` starts afresh, any other value is a checkpoint path to resume from.
         overrides: per-section values that replace the config's (e.g. from the CLI).
     """
+    spec = _KINDS[kind]
     values = load_config(config)
     for section, changes in (overrides or {}).items():
         values[section] = {**(values.get(section) or {}), **changes}
     lightning.seed_everything(values.get("seed", 0), workers=True, verbose=False)
     trainer_args = trainer_arguments(values.get("trainer"))
-    run_dir = Path(trainer_args.pop("default_root_dir", "runs/change"))
+    run_dir = Path(trainer_args.pop("default_root_dir", spec.default_dir))
     model_args = dict(values.get("model") or {})
-    data = build(ChangeDataModule, values.get("data"), "data")
+    data = build(spec.data, values.get("data"), "data")
     model_args.setdefault("chip_size", data.chip_size)
-    task = build(ChangeTask, model_args, "model")
+    if data.bands:
+        model_args.setdefault("bands", data.bands)
+    if isinstance(data, SegmentDataModule):
+        if "classes" in model_args:
+            raise ConfigError("set the classes once, in data.classes, not in model")
+        model_args["classes"] = data.class_table.to_config()
+    task = build(spec.task, model_args, "model")
 
     checkpoint_dir = run_dir / "checkpoints"
     ckpt_path = _resume_path(resume, checkpoint_dir)
     if ckpt_path is not None:
-        check_resume(
-            ckpt_path, encoder=task.hparams.encoder, tiny_encoder=task.hparams.tiny_encoder
-        )
+        metadata = task.metadata()
+        check_resume(ckpt_path, encoder=metadata.encoder, tiny_encoder=metadata.tiny_encoder)
         log.info("resuming from %s", ckpt_path)
-    data.attach_encoder(task.model.encoder, encoder_sha256=task.encoder_sha256)
+    if data.cache_features:
+        encoder = getattr(task.model, "encoder", None)
+        if not task.hparams.freeze_encoder or not isinstance(encoder, FrozenEncoder):
+            raise ConfigError(
+                "data.cache_features needs a frozen registry encoder (freeze_encoder: true, "
+                "a SAM-family backbone); set cache_features: false"
+            )
+        data.attach_encoder(encoder, encoder_sha256=task.encoder_sha256)
 
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
         filename="best",
-        monitor="val/f1",
+        monitor=spec.monitor,
         mode="max",
         save_last=True,
         enable_version_counter=False,

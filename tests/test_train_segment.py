@@ -1,0 +1,191 @@
+"""``rs-sam train segment`` / ``evaluate segment`` / ``segment --model`` end to end.
+
+Tiny random encoders and synthetic folders: these tests check the machinery (training with
+the SSRS losses, checkpoints, resume, evaluation, georeferenced inference), not quality.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from rs_sam.cli.main import cli
+from rs_sam.training.checkpoint import read_head_checkpoint
+from tests.synthetic import texture, write_raster
+
+COLOURS = {"ground": (200, 180, 120), "water": (30, 60, 200), "building": (220, 30, 30)}
+
+
+def _folder(root: Path, count: int) -> Path:
+    """Tiles with a water square and a building square; RGB colour labels, SAM-like objects."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks", "objects", "boundaries"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        image = (texture(64, 64, seed=i) * 60 + 100).astype(np.uint8)
+        label = np.zeros((64, 64, 3), np.uint8)
+        label[:] = COLOURS["ground"]
+        objects = np.zeros((64, 64), np.uint32)
+        for value, (name, paint) in enumerate((("water", 40), ("building", 230)), start=1):
+            r, c = rng.integers(0, 40, size=2)
+            image[:, r : r + 20, c : c + 20] = paint
+            label[r : r + 20, c : c + 20] = COLOURS[name]
+            objects[r : r + 20, c : c + 20] = value
+        edges = np.zeros((64, 64), np.uint8)
+        edges[1:] |= objects[1:] != objects[:-1]
+        edges[:-1] |= objects[1:] != objects[:-1]
+        Image.fromarray(image.transpose(1, 2, 0)).save(root / "images" / f"tile_{i}.jpg")
+        Image.fromarray(label).save(root / "masks" / f"tile_{i}.png")
+        Image.fromarray(objects.astype(np.uint16)).save(root / "objects" / f"tile_{i}.png")
+        Image.fromarray(edges).save(root / "boundaries" / f"tile_{i}.png")
+    return root
+
+
+def _config(tmp_path: Path, **model) -> Path:
+    root = _folder(tmp_path / "data", 6)
+    source = {
+        "layout": "folders",
+        "images": str(root / "images"),
+        "labels": str(root / "masks"),
+        "objects": str(root / "objects"),
+        "boundaries": str(root / "boundaries"),
+    }
+    classes = [{"name": name, "colour": "#{:02X}{:02X}{:02X}".format(*rgb)}
+               for name, rgb in COLOURS.items()]  # fmt: skip
+    tiny = {"encoder": "mobile_sam", "weights": "random", "tiny_encoder": True,
+            "decoder_channels": 16, "num_heads": 2, "window_size": 4, "lr": 0.003}  # fmt: skip
+    config = {
+        "seed": 0,
+        "model": {**tiny, **model},
+        "data": {
+            "classes": {"classes": classes},
+            "train": [{**source, "names": [f"tile_{i}" for i in range(4)]}],
+            "val": [{**source, "names": ["tile_4", "tile_5"]}],
+            "chip_size": 64,
+            "batch_size": 2,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "trainer": {
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "default_root_dir": str(tmp_path / "run"),
+            "log_every_n_steps": 1,
+        },
+    }
+    path = tmp_path / "segment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(*args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp_path = tmp_path_factory.mktemp("segment")
+    config = _config(tmp_path)
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 0, text
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.exists() and (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
+    return config, last
+
+
+def test_training_logs_the_sam_losses_and_checkpoint_is_self_describing(trained) -> None:
+    _, last = trained
+    logged = (last.parent.parent / "logs" / "version_0" / "metrics.csv").read_text()
+    for column in ("train/ce", "train/object", "train/boundary", "train/aux", "val/miou"):
+        assert column in logged.splitlines()[0]
+    metadata, _, state = read_head_checkpoint(last)
+    assert metadata.task == "segment" and metadata.chip_size == 64
+    assert [c["name"] for c in metadata.class_table["classes"]] == list(COLOURS)
+    assert any(k.startswith("model.decoder") for k in state)
+
+
+def test_ablation_without_sam_losses(tmp_path: Path) -> None:
+    config = _config(tmp_path, object_weight=0.0, boundary_weight=0.0)
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 0, text
+    header = (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/ce" in header and "train/object" not in header
+
+
+def test_evaluate_segment_reports_classes_and_baseline(trained, tmp_path: Path) -> None:
+    config, last = trained
+    root = Path(yaml.safe_load(config.read_text())["data"]["train"][0]["images"]).parent
+    report = tmp_path / "report.json"
+    code, text = run("evaluate", "segment", "--model", last, "--data", root / "images",
+                     "--labels", root / "masks", "--names", "tile_4,tile_5",
+                     "--json", report, "-q")  # fmt: skip
+    assert code == 0, text
+    assert "building" in text and "mIoU" in text and "majority class" in text
+    values = json.loads(report.read_text())
+    assert values["pixels"] == 2 * 64 * 64 and len(values["iou"]) == 3
+    assert 0 <= values["mean_iou"] <= 1 and values["majority_accuracy"] > 0.5
+
+
+def test_segment_with_a_model_on_a_georeferenced_raster(trained, tmp_path: Path) -> None:
+    _, last = trained
+    image = (texture(100, 90, seed=3) * 60 + 100).astype(np.uint8)
+    image[:, 20:50, 30:60] = 40
+    raster = write_raster(tmp_path / "scene.tif", image)
+    out, classes, prob = tmp_path / "cover.gpkg", tmp_path / "classes.tif", tmp_path / "p.tif"
+    code, text = run("segment", raster, "--model", last, "-o", out, "--save-classes", classes,
+                     "--save-probability", prob, "--overlap", "16", "-q")  # fmt: skip
+    assert code == 0, text
+    polygons = gpd.read_file(out)
+    assert list(polygons.columns) == [
+        "id", "class_id", "class_name", "area_m2", "score_mean", "geometry"
+    ]  # fmt: skip
+    assert polygons.crs.to_epsg() == 32633 and set(polygons["class_name"]) <= set(COLOURS)
+    with rasterio.open(classes) as src, rasterio.open(prob) as p:
+        assert src.colormap(1)[0][:3] == COLOURS["ground"]
+        class_map = src.read(1)
+        assert p.count == 3 and np.allclose(p.read().sum(0), 1, atol=1e-4)
+    # the polygons cover each pixel once, with its class
+    assert polygons.area.sum() == pytest.approx(100 * 90 * 100.0)
+    pixels = polygons.assign(px=polygons.area / 100).groupby("class_id")["px"].sum()
+    assert pixels.round().astype(int).to_dict() == {
+        int(c): int((class_map == c).sum()) for c in np.unique(class_map)
+    }
+
+
+def test_resnet18_backbone_and_config_errors(tmp_path: Path) -> None:
+    config = _config(tmp_path, backbone="resnet18", freeze_encoder=False)
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 0, text
+    values = yaml.safe_load(config.read_text())
+    values["model"]["classes"] = values["data"]["classes"]
+    config.write_text(yaml.safe_dump(values))
+    code, text = run("train", "segment", "--config", config, "--resume", "never", "-q")
+    assert code == 2 and "data.classes" in text
+    values["model"].pop("classes")
+    values["data"]["train"][0]["images_dir"] = "x"
+    config.write_text(yaml.safe_dump(values))
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 2 and "images_dir" in text and "valid:" in text
+
+
+def test_training_with_the_feature_cache(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    values = yaml.safe_load(config.read_text())
+    values["data"]["cache_features"] = True
+    config.write_text(yaml.safe_dump(values))
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 0, text
+    entries = list((tmp_path / "cache").glob("*/*.pt"))
+    assert len(entries) == 6  # 4 training + 2 validation tiles, one image each
+    values["model"]["freeze_encoder"] = False
+    config.write_text(yaml.safe_dump(values))
+    code, text = run("train", "segment", "--config", config, "--resume", "never", "-q")
+    assert code == 2 and "cache_features needs a frozen" in text
