@@ -102,9 +102,15 @@ class SourcesDataModule(lightning.LightningDataModule):
         datasets = [
             self.build_source(dict(source), None if cached else transforms) for source in sources
         ]
-        combined: Dataset[Any] = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
         if not cached:
-            return combined
+            return datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+        # Cache entries are found by sample name: names of different sources (e.g. the
+        # same file names in two folders) are told apart by the source's position.
+        combined: Dataset[Any] = (
+            datasets[0]
+            if len(datasets) == 1
+            else ConcatDataset([_Renamed(d, f"{i}/") for i, d in enumerate(datasets)])
+        )
         if self.encoder is None:
             raise ConfigError(
                 "cache_features needs a frozen registry encoder; call attach_encoder() first "
@@ -130,3 +136,18 @@ class SourcesDataModule(lightning.LightningDataModule):
             image_keys=self.image_keys,
             feature_keys=self.feature_keys,
         )
+
+
+class _Renamed(Dataset[Any]):
+    """Samples of ``dataset`` with ``prefix`` before their names."""
+
+    def __init__(self, dataset: Dataset[Any], prefix: str) -> None:
+        self.dataset, self.prefix = dataset, prefix
+        self.normalisation = getattr(dataset, "normalisation", "")
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.dataset[index]
+        return {**sample, "name": self.prefix + sample["name"]}
