@@ -189,3 +189,26 @@ def test_training_with_the_feature_cache(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(values))
     code, text = run("train", "segment", "--config", config, "--resume", "never", "-q")
     assert code == 2 and "cache_features needs a frozen" in text
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("colour", "#010203"),  # an RGB colour that is not in the class table
+        ("size", "32x32"),  # a label of another size than its image
+    ],
+)
+def test_bad_labels_are_one_line_errors(trained, tmp_path: Path, damage: str, message: str):
+    _, last = trained
+    root = _folder(tmp_path / "bad", 1)
+    label = root / "masks" / "tile_0.png"
+    if damage == "colour":
+        pixels = np.asarray(Image.open(label)).copy()
+        pixels[:3, :3] = (1, 2, 3)
+        Image.fromarray(pixels).save(label)
+    else:
+        Image.open(label).resize((32, 32)).save(label)
+    code, text = run("evaluate", "segment", "--model", last, "--data", root / "images",
+                     "--labels", root / "masks", "-q")  # fmt: skip
+    assert code == 2, text
+    assert message in text and len(text.strip().splitlines()) == 1
