@@ -150,8 +150,12 @@ def decode_points(
     sparse, dense = prompt_encoder(points=(points, labels), boxes=None, masks=None)
     image_pe = prompt_encoder.get_dense_pe()
     shared_dense = dense.shape[0] == 1 or dense.stride(0) == 0
+    # On a GPU the reorganisation does not pay: its chunks and tiles become many small
+    # kernel launches (H100, 256 prompts, benchmarks/gpu.py: 505 ms with the CPU defaults,
+    # 61-93 ms at best, the official decoder 71 ms), so the official decoder runs there.
     if (
-        embedding.ndim != 4
+        (embedding.device.type != "cpu" and points.shape[0] > 0)
+        or embedding.ndim != 4
         or embedding.shape[0] != 1
         or not shared_dense
         or not is_supported(prompt_encoder, mask_decoder)
