@@ -87,6 +87,17 @@ if TYPE_CHECKING:
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
 @click.option(
+    "--hq",
+    is_flag=True,
+    help="HQ-SAM decoding (--encoder sam_hq_vit_b/l/h/tiny): the HQ output token's mask "
+    "logits added to SAM's; one mask per prompt or grid point.",
+)
+@click.option(
+    "--hq-only",
+    is_flag=True,
+    help="HQ-SAM decoding with the HQ output token's mask alone (an sam_hq_* encoder).",
+)
+@click.option(
     "--chip-size", type=int, default=None, help="Chip side [default: 1024, or the model's]."
 )
 @click.option(
@@ -140,6 +151,8 @@ def segment(
     checkpoint: str | None,
     weights: str,
     device: str,
+    hq: bool,
+    hq_only: bool,
     chip_size: int | None,
     overlap: int | None,
     points_per_side: int,
@@ -161,8 +174,18 @@ def segment(
     the overlap and merged; polygons carry id, score (predicted IoU), stability, area_m2.
     --mode prompt: one polygon per prompt (id, prompt_id, mask_index, score, area_m2).
     --model: semantic segmentation, one polygon per connected area of a class.
+    --hq / --hq-only (with an HQ-SAM encoder, e.g. --encoder sam_hq_vit_b): HQ-SAM masks for
+    --mode anything and prompt.
     """
     setup_output(verbose, quiet)
+    if hq and hq_only:
+        raise click.UsageError("--hq and --hq-only exclude each other; give one")
+    if (hq or hq_only) and model:
+        raise click.UsageError("--hq/--hq-only apply to SAM masks, not to --model")
+    if (hq or hq_only) and mode == "prompt" and multimask == "all":
+        raise click.UsageError("--hq/--hq-only give one mask per prompt; drop --multimask all")
+    if hq or hq_only:
+        _check_hq_encoder(encoder, "--hq-only" if hq_only else "--hq")
     if (save_classes or save_probability) and not model:
         raise click.UsageError("--save-classes and --save-probability need --model")
     if model and mode != "anything":
@@ -297,6 +320,16 @@ def sam_objects(
         click.echo(result.summary(), err=True)
 
 
+def _check_hq_encoder(encoder: str, flag: str) -> None:
+    """One-line error (exit 2) for ``flag`` with a registered encoder that is not HQ-SAM."""
+    from rs_sam.models.encoders.registry import ENCODERS
+    from rs_sam.models.hq_decoder import hq_encoder_error
+
+    spec = ENCODERS.get(encoder)
+    if spec is not None and not spec.hq:  # an unknown name fails on its own a bit later
+        raise hq_encoder_error(encoder, flag)
+
+
 def _settings(options: dict[str, Any]) -> SegmentSettings:
     """SegmentSettings from a command's options."""
     from rs_sam.data.bands import parse_bands
@@ -319,4 +352,5 @@ def _settings(options: dict[str, Any]) -> SegmentSettings:
         simplify=options["simplify"],
         bands=parse_bands(options["bands"]),
         nodata=options["nodata"],
+        hq="only" if options.get("hq_only") else "add" if options.get("hq") else "off",
     )

@@ -148,8 +148,10 @@ def test_hq_sam_file_is_recognised(tmp_path: Path, mobile_state_dict: dict) -> N
     assert identify_checkpoint(state_dict) == "sam_hq_vit_tiny"
     path = tmp_path / "sam_hq_vit_tiny.pth"
     torch.save(state_dict, path)
-    with pytest.raises(CheckpointError, match="HQ-SAM checkpoint"):
+    # HQ-SAM is registered: the message names the HQ encoder the file belongs to
+    with pytest.raises(CheckpointError, match="'sam_hq_vit_tiny' checkpoint: use encoder") as info:
         load_encoder("mobile_sam", checkpoint=path)
+    assert "\n" not in str(info.value)
 
 
 def test_shape_mismatch_is_reported(tmp_path: Path, mobile_state_dict: dict) -> None:

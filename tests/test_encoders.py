@@ -30,6 +30,7 @@ from rs_sam.models.encoders import (
 pytestmark = pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning")
 
 SAM_NAMES = ["mobile_sam", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+HQ_NAMES = ["sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h", "sam_hq_vit_tiny"]
 FASTSAM_NAMES = ["fastsam_s", "fastsam_x"]
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
 needs_ultralytics = pytest.mark.skipif(
@@ -52,7 +53,7 @@ def tiny_encoders() -> dict[str, FrozenEncoder]:
 
 
 def test_registry_lists_names_default_first() -> None:
-    assert list_encoders() == SAM_NAMES + FASTSAM_NAMES
+    assert list_encoders() == SAM_NAMES + HQ_NAMES + FASTSAM_NAMES
 
 
 def test_unknown_encoder_lists_choices() -> None:

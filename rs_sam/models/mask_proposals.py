@@ -6,6 +6,11 @@ encoder and mask decoder's weights, through :func:`~rs_sam.models.fast_decoder.d
 generator, masks stay at the decoder's low resolution (4x the embedding side, 256x256
 for a 1024 input) and nothing is run-length encoded: filtering (predicted IoU,
 stability), box NMS and everything downstream work on boolean low-resolution masks.
+
+With HQ-SAM (``hq="add"`` or ``"only"``) each point goes through the official HQ decoder
+instead (:func:`~rs_sam.models.hq_decoder.decode_hq`; the fast decoder has no HQ path) and,
+as in HQ-SAM's automatic mask generator, gives one mask: the best-IoU ambiguity mask plus
+the HQ token's logits, or the HQ token's logits alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, masks_to_boxes
 
 from rs_sam.models.fast_decoder import decode_points
+from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, is_hq_decoder
 
 
 @dataclass(frozen=True)
@@ -70,28 +76,54 @@ def propose_masks(
     input_size: int,
     settings: ProposalSettings = ProposalSettings(),
     keep_logits: bool = False,
+    hq: HqMode = "off",
+    interm: Tensor | None = None,
 ) -> MaskProposals:
     """Automatic mask proposals for one image.
 
     Args:
         embedding: (1, C, E, E) SAM image embedding.
-        prompt_encoder, mask_decoder: the official SAM modules matching ``embedding``.
+        prompt_encoder, mask_decoder: the official SAM modules matching ``embedding``; with
+            ``hq`` on, ``mask_decoder`` is HQ-SAM's ``MaskDecoderHQ`` (``encoder.hq_decoder``).
         input_size: side of the model input the embedding was computed from.
         keep_logits: also return the kept masks' logits (to upsample them later).
+        hq: ``"off"``: SAM's three ambiguity masks per point; ``"add"``: one mask per point,
+            SAM's best plus the HQ token's logits; ``"only"``: the HQ token's mask.
+        interm: (1, D, E, E) early-layer features (``encoder.embed_hq``), needed with ``hq``.
 
     Returns:
         Proposals at the decoder resolution (4E x 4E), after IoU/stability filtering
         and box NMS, sorted by predicted IoU.
+
+    Raises:
+        ValueError: ``hq`` unknown, or on without an HQ decoder and ``interm``.
     """
+    if hq not in HQ_MODES:
+        raise ValueError(f"hq={hq!r} is not one of {', '.join(HQ_MODES)}")
+    if hq != "off" and (interm is None or not is_hq_decoder(mask_decoder)):
+        raise ValueError(
+            f"hq={hq!r} needs HQ-SAM's MaskDecoderHQ and the early-layer features (interm)"
+        )
     device = embedding.device
     points = point_grid(settings.points_per_side, input_size).to(device)
     kept_masks, kept_scores, kept_stability, kept_logits = [], [], [], []
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
-        logits, iou = decode_points(
-            prompt_encoder, mask_decoder, embedding, batch[:, None, :], multimask_output=True
-        )
-        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*3, h, w), (B*3,)
+        if hq == "off":
+            logits, iou = decode_points(
+                prompt_encoder, mask_decoder, embedding, batch[:, None, :], multimask_output=True
+            )
+        else:
+            logits, iou, _ = decode_hq(
+                prompt_encoder,
+                mask_decoder,
+                embedding,
+                interm,  # type: ignore[arg-type]  # checked above
+                points=batch[:, None, :],
+                multimask_output=True,
+                hq=hq,
+            )
+        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*M, h, w), (B*M,), M = 3 or 1
         stability = stability_score(logits, settings.stability_offset)
         keep = (iou >= settings.pred_iou_thresh) & (stability >= settings.stability_thresh)
         masks = logits[keep] > 0

@@ -25,6 +25,7 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.models.encoders import FrozenEncoder, get_encoder, load_encoder
+from rs_sam.models.hq_decoder import hq_encoder_error
 from rs_sam.segment.merge import MergedObject, merge_objects
 from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator, chip_objects
 from rs_sam.segment.settings import SegmentSettings
@@ -69,7 +70,9 @@ def segment_anything(
         image: a raster path (or comma-separated single-band files, or a folder of them).
         output: vector file (.gpkg, .geojson, .shp or .parquet) with ``id``, ``score``
             (predicted IoU), ``stability``, ``area_m2`` in the raster's CRS.
-        settings: encoder, tiling and mask-generation thresholds.
+        settings: encoder, tiling, mask-generation thresholds and HQ-SAM decoding
+            (``settings.hq``: one mask per point, SAM's best plus the HQ token's logits,
+            or the HQ token's alone).
         generator: masks of one chip; default SAM automatic mask generation with
             ``settings.encoder`` (other generators serve tests and experiments).
         overwrite: replace an existing output; without it, it is refused before any work.
@@ -101,13 +104,20 @@ def segment_anything(
 
 
 def load_sam(settings: SegmentSettings) -> FrozenEncoder:
-    """The settings' SAM-family encoder with its prompt encoder and mask decoder."""
+    """The settings' SAM-family encoder with its prompt encoder and mask decoder.
+
+    Raises:
+        ConfigError: an encoder without a SAM decoder (FastSAM), or ``settings.hq`` with an
+            encoder that is not HQ-SAM.
+    """
     spec = get_encoder(settings.encoder)
     if spec.embedding_dim is None:
         raise ConfigError(
             f"encoder '{spec.name}' has no SAM mask decoder, which segmentation with SAM "
-            "needs; use --encoder mobile_sam or sam_vit_b/l/h"
+            "needs; use --encoder mobile_sam, sam_vit_b/l/h or sam_hq_vit_b/l/h/tiny"
         )
+    if settings.hq != "off" and not spec.hq:
+        raise hq_encoder_error(spec.name)
     return load_encoder(
         settings.encoder,
         weights=settings.weights,
@@ -117,8 +127,8 @@ def load_sam(settings: SegmentSettings) -> FrozenEncoder:
 
 
 def sam_generator(settings: SegmentSettings) -> SamMaskGenerator:
-    """SAM automatic mask generation with the settings' encoder and thresholds."""
-    return SamMaskGenerator(load_sam(settings), settings.proposals)
+    """SAM automatic mask generation with the settings' encoder, thresholds and HQ mode."""
+    return SamMaskGenerator(load_sam(settings), settings.proposals, hq=settings.hq)
 
 
 def find_objects(

@@ -22,8 +22,10 @@ from affine import Affine
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from rs_sam.errors import ConfigError
 from rs_sam.inference.grid import ChipWindow, RasterGrid
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
 
 
@@ -48,26 +50,51 @@ class SamMaskGenerator:
     The chip's embedding is computed once; prompts are decoded in batches; the kept masks'
     logits are upsampled to the chip size one at a time (memory does not grow with the
     number of masks).
+
+    Args:
+        encoder: a SAM-family encoder.
+        settings: grid, batch and filter settings.
+        hq: ``"off"``: SAM's decoder; ``"add"``/``"only"``: HQ-SAM decoding (SAM's logits plus
+            the HQ token's, or the HQ token's alone; one mask per point), which needs an
+            HQ-SAM encoder (``sam_hq_*``).
+
+    Raises:
+        ValueError: the encoder has no SAM mask decoder.
+        ConfigError: ``hq`` unknown, or on with an encoder that is not HQ-SAM.
     """
 
-    def __init__(self, encoder: FrozenEncoder, settings: ProposalSettings) -> None:
+    def __init__(
+        self, encoder: FrozenEncoder, settings: ProposalSettings, *, hq: HqMode = "off"
+    ) -> None:
         if encoder.prompt_encoder is None or encoder.mask_decoder is None:
             raise ValueError(f"encoder '{encoder.spec.name}' has no SAM mask decoder")
+        if hq not in HQ_MODES:
+            raise ConfigError(f"hq {hq!r} is unknown; use one of {', '.join(HQ_MODES)}")
+        if hq != "off" and encoder.hq_decoder is None:
+            raise hq_encoder_error(encoder.spec.name)
         self.encoder = encoder
         self.settings = settings
+        self.hq = hq
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> Iterator[ChipMask]:
         size = image.shape[-1]
         tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-        embedding = self.encoder.embed(tensor)
+        if self.hq == "off":
+            embedding, interm = self.encoder.embed(tensor), None
+            decoder = self.encoder.mask_decoder
+        else:
+            embedding, interm = self.encoder.embed_hq(tensor)
+            decoder = self.encoder.hq_decoder
         proposals = propose_masks(
             embedding,
             self.encoder.prompt_encoder,  # type: ignore[arg-type]
-            self.encoder.mask_decoder,  # type: ignore[arg-type]
+            decoder,  # type: ignore[arg-type]
             input_size=self.encoder.input_size,
             settings=self.settings,
             keep_logits=True,
+            hq=self.hq,
+            interm=interm,
         )
         assert proposals.logits is not None  # asked for above
         for logits, score, stability in zip(

@@ -26,6 +26,7 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.hq_decoder import hq_encoder_error
 from rs_sam.segment.anything import SegmentResult, load_sam
 from rs_sam.segment.objects import mask_polygon
 from rs_sam.segment.prompted import Multimask, decode_prompts, shift_prompt
@@ -59,9 +60,11 @@ def segment_prompts(
         prompts: vector file with a CRS; see :func:`~rs_sam.segment.prompts.read_prompts`.
         output: vector file with ``id``, ``prompt_id``, ``mask_index`` (the decoder output
             chosen), ``score`` (predicted IoU), ``area_m2``.
-        settings: encoder and chip size.
+        settings: encoder, chip size and ``hq`` (HQ-SAM decoding with an ``sam_hq_*``
+            encoder: SAM's logits plus the HQ token's, or the HQ token's alone).
         multimask: ``"best"``: one mask per prompt, SAM's choice of single or multimask
-            output and the highest predicted IoU; ``"all"``: all three masks.
+            output and the highest predicted IoU; ``"all"``: all three masks (not with
+            HQ decoding, which gives one mask per prompt).
         context: pixels of image wanted around each prompt on its chip.
         encoder: an already loaded SAM encoder (default: ``settings``' encoder).
 
@@ -72,11 +75,17 @@ def segment_prompts(
     settings = settings or SegmentSettings()
     if multimask not in ("best", "all"):
         raise ConfigError(f"multimask {multimask!r} is unknown; use 'best' or 'all'")
+    if multimask == "all" and settings.hq != "off":
+        raise ConfigError(
+            "HQ-SAM decoding gives one mask per prompt; use --multimask best with --hq/--hq-only"
+        )
     output = check_output_path(Path(output), overwrite=overwrite)
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
     found = read_prompts(prompts, scene.grid)
     encoder = encoder or load_sam(settings)
+    if settings.hq != "off" and encoder.hq_decoder is None:
+        raise hq_encoder_error(encoder.spec.name)
     stretch = JointStretch.fit_scene(scene)
 
     # Prompts whose chips coincide share one embedding.
@@ -91,11 +100,21 @@ def segment_prompts(
     def compute(window: ChipWindow) -> list[dict[str, object]]:
         chip = scene.read_chip(window)
         image = torch.from_numpy(stretch.apply(chip.image))[None]
+        interm = None
         with torch.inference_mode():
-            embedding = encoder.embed(image)
+            if settings.hq == "off":
+                embedding = encoder.embed(image)
+            else:
+                embedding, interm = encoder.embed_hq(image)
         group = by_window[window]
         decoded = decode_prompts(
-            encoder, embedding, [shift_prompt(p, window) for p in group], window.size, multimask
+            encoder,
+            embedding,
+            [shift_prompt(p, window) for p in group],
+            window.size,
+            multimask,
+            hq=settings.hq,
+            interm=interm,
         )
         transform = scene.grid.window_transform(window)
         out = []

@@ -15,6 +15,13 @@ logits (``4E x 4E`` for an ``E x E`` embedding) are resized bilinearly (``align_
 straight to the chip's side and thresholded at 0. SAM's predictor resizes to ``S`` first,
 then to the image size; for a square chip without padding both are the same geometry, and
 the direct resize skips the ``S x S`` intermediate.
+
+HQ-SAM (``hq="add"`` or ``"only"``, an ``sam_hq_*`` encoder and the early-layer features of
+:meth:`FrozenEncoder.embed_hq`) decodes every prompt, points or box, through the official
+HQ decoder (:func:`~rs_sam.models.hq_decoder.decode_hq`): one mask per prompt, SAM's mask
+(its single mask, or the best ambiguity mask for a lone point) plus the HQ token's logits,
+or the HQ token's alone; ``index`` is the SAM mask used. ``multimask="all"`` has no HQ
+counterpart.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.grid import ChipWindow
 from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.models.fast_decoder import decode_points
+from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, hq_encoder_error
 from rs_sam.segment.prompts import Prompt, PromptError
 
 __all__ = [
@@ -57,7 +65,7 @@ class PromptMask(NamedTuple):
         mask: ``(C, C)`` bool at chip resolution.
         score: SAM's predicted IoU.
         index: position among the decoder's outputs: 0..2 for the three ambiguity masks,
-            0 for the single mask.
+            0 for the single mask (with HQ decoding: the SAM mask the HQ logits went with).
     """
 
     mask: np.ndarray
@@ -82,6 +90,8 @@ def decode_prompt(
     chip_size: int,
     *,
     multimask: Multimask = "best",
+    hq: HqMode = "off",
+    interm: Tensor | None = None,
 ) -> list[PromptMask]:
     """The mask(s) of one prompt on one chip.
 
@@ -92,11 +102,15 @@ def decode_prompt(
         chip_size: side ``C`` of the chip the embedding was computed from.
         multimask: ``"best"``: the mask with the highest predicted IoU; ``"all"``: the three
             ambiguity masks.
+        hq: ``"off"``, or HQ-SAM decoding ``"add"``/``"only"`` (see :func:`decode_logits`).
+        interm: ``(1, D, E, E)`` early-layer features (``encoder.embed_hq``), with ``hq``.
 
     Returns:
         One :class:`PromptMask` (``"best"``) or three (``"all"``), masks ``(C, C)`` bool.
     """
-    return decode_prompts(encoder, embedding, [prompt_in_chip], chip_size, multimask)[0]
+    return decode_prompts(
+        encoder, embedding, [prompt_in_chip], chip_size, multimask, hq=hq, interm=interm
+    )[0]
 
 
 @torch.inference_mode()
@@ -108,6 +122,8 @@ def decode_prompts(
     multimask: Multimask = "best",
     *,
     batch_size: int = DEFAULT_BATCH,
+    hq: HqMode = "off",
+    interm: Tensor | None = None,
 ) -> list[list[PromptMask]]:
     """The masks of many prompts sharing one chip, as :func:`decode_prompt` for each.
 
@@ -115,18 +131,19 @@ def decode_prompts(
     (see :func:`decode_logits`); only the kept masks are resized to the chip.
 
     Returns:
-        One list per prompt, in order, of one (``"best"``) or three (``"all"``) masks.
+        One list per prompt, in order, of one (``"best"``, or any HQ decoding) or three
+        (``"all"``) masks.
     """
-    decoded = decode_logits(
-        encoder, embedding, prompts, chip_size, multimask, batch_size=batch_size
+    decoded = _decode(
+        encoder, embedding, prompts, chip_size, multimask, batch_size, hq=hq, interm=interm
     )
     out = []
-    for logits, iou in decoded:
+    for logits, iou, index in decoded:
         order = [int(iou.argmax())] if multimask == "best" else list(range(len(iou)))
         masks = _upsample(logits[order], chip_size) > 0
         out.append(
             [
-                PromptMask(mask=masks[k].cpu().numpy(), score=float(iou[i]), index=i)
+                PromptMask(mask=masks[k].cpu().numpy(), score=float(iou[i]), index=int(index[i]))
                 for k, i in enumerate(order)
             ]
         )
@@ -142,6 +159,8 @@ def decode_logits(
     multimask: Multimask = "best",
     *,
     batch_size: int = DEFAULT_BATCH,
+    hq: HqMode = "off",
+    interm: Tensor | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
     """SAM's low-resolution logits and predicted IoU of each prompt on one chip.
 
@@ -159,24 +178,50 @@ def decode_logits(
         multimask: ``"all"`` asks every prompt for three masks; ``"best"`` follows SAM's
             rule (:func:`uses_multimask`).
         batch_size: prompts per decoder call, >= 1.
+        hq: ``"off"``: SAM's decoder as above. ``"add"``/``"only"``: every group through
+            HQ-SAM's decoder (an ``sam_hq_*`` encoder): one mask per prompt, SAM's (single,
+            or the best ambiguity mask when SAM's rule asks for three) plus the HQ token's
+            logits, or the HQ token's alone; ``multimask`` must be ``"best"``.
+        interm: ``(1, D, E, E)`` early-layer features of the chip (``encoder.embed_hq``),
+            required with ``hq``.
 
     Returns:
-        Per prompt, in order: logits ``(M, 4E, 4E)`` and predicted IoU ``(M,)``, M = 3 or 1,
-        on the embedding's device.
+        Per prompt, in order: logits ``(M, 4E, 4E)`` and predicted IoU ``(M,)``, M = 3 or 1
+        (always 1 with HQ decoding), on the embedding's device.
 
     Raises:
         ConfigError: the encoder has no SAM decoder, bad ``multimask``, ``chip_size`` or
-            ``batch_size``, or an embedding of the wrong shape.
+            ``batch_size``, or an embedding of the wrong shape; ``hq`` with an encoder that
+            is not HQ-SAM, without ``interm``, or with ``multimask="all"``.
         PromptError: a prompt with neither points nor a box.
     """
+    decoded = _decode(
+        encoder, embedding, prompts, chip_size, multimask, batch_size, hq=hq, interm=interm
+    )
+    return [(logits, iou) for logits, iou, _ in decoded]
+
+
+def _decode(
+    encoder: FrozenEncoder,
+    embedding: Tensor,
+    prompts: list[Prompt],
+    chip_size: int,
+    multimask: Multimask,
+    batch_size: int,
+    *,
+    hq: HqMode,
+    interm: Tensor | None,
+) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """:func:`decode_logits` plus, per prompt, the decoder output index of each mask ``(M,)``."""
     prompt_encoder, mask_decoder = _check(encoder, embedding, chip_size, multimask, batch_size)
+    hq_decoder = _check_hq(encoder, embedding, multimask, hq, interm)
     scale = encoder.input_size / chip_size
     groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
     for i, prompt in enumerate(prompts):
         if len(prompt.points) == 0 and prompt.box is None:
             raise PromptError(f"prompt {prompt.id} has neither points nor a box; give it one")
         groups[(len(prompt.points), prompt.box is not None)].append(i)
-    results: list[tuple[Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
+    results: list[tuple[Tensor, Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
     device = embedding.device
     for (n_points, has_box), members in groups.items():
         multimask_output = multimask == "all" or (n_points == 1 and not has_box)
@@ -190,7 +235,20 @@ def decode_logits(
             if has_box:
                 box = np.stack([p.box for p in batch]) * scale - 0.5
                 boxes = torch.as_tensor(box, dtype=torch.float32, device=device)
-            if boxes is None:
+            if hq_decoder is not None:
+                logits, iou, index = decode_hq(
+                    prompt_encoder,
+                    hq_decoder,
+                    embedding,
+                    interm,  # type: ignore[arg-type]  # checked by _check_hq
+                    points=points,
+                    labels=labels,
+                    boxes=boxes,
+                    multimask_output=multimask_output,
+                    hq=hq,  # type: ignore[arg-type]  # "add" or "only" here
+                )
+                indices = index[:, None]
+            elif boxes is None:
                 logits, iou = decode_points(
                     prompt_encoder,
                     mask_decoder,
@@ -210,8 +268,10 @@ def decode_logits(
                     dense_prompt_embeddings=dense,
                     multimask_output=multimask_output,
                 )
+            if hq_decoder is None:
+                indices = torch.arange(logits.shape[1], device=device).expand(len(batch), -1)
             for k, i in enumerate(members[start : start + batch_size]):
-                results[i] = (logits[k], iou[k])
+                results[i] = (logits[k], iou[k], indices[k])
     return results
 
 
@@ -239,6 +299,34 @@ def _check(
             f"encoder.embed(chip) of one chip"
         )
     return prompt_encoder, mask_decoder
+
+
+def _check_hq(
+    encoder: FrozenEncoder,
+    embedding: Tensor,
+    multimask: str,
+    hq: str,
+    interm: Tensor | None,
+) -> torch.nn.Module | None:
+    """The encoder's HQ decoder when ``hq`` is on (None when off), after checking the rest."""
+    if hq not in HQ_MODES:
+        raise ConfigError(f"hq={hq!r} is invalid; use one of {', '.join(HQ_MODES)}")
+    if hq == "off":
+        return None
+    if encoder.hq_decoder is None:
+        raise hq_encoder_error(encoder.spec.name)
+    if multimask != "best":
+        raise ConfigError(
+            "HQ-SAM decoding gives one mask per prompt; use --multimask best with --hq/--hq-only"
+        )
+    side = tuple(embedding.shape[-2:])
+    if interm is None or interm.ndim != 4 or interm.shape[0] != 1 or interm.shape[-2:] != side:
+        got = "none" if interm is None else f"shape {tuple(interm.shape)}"
+        raise ConfigError(
+            f"HQ-SAM decoding needs the chip's early-layer features (1, D, {side[0]}, "
+            f"{side[1]}), got {got}: pass interm=encoder.embed_hq(chip).interm"
+        )
+    return encoder.hq_decoder
 
 
 def _upsample(logits: Tensor, chip_size: int) -> Tensor:

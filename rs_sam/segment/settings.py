@@ -9,6 +9,7 @@ from typing import Literal
 
 from rs_sam.errors import ConfigError
 from rs_sam.inference.grid import check_chip_geometry
+from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.segment.merge import MATCH_IOU
 from rs_sam.vector.polygonize import MinArea
@@ -21,7 +22,9 @@ class SegmentSettings:
     Defaults of automatic mask generation follow segment-anything's generator
     (32 points per side, predicted IoU 0.88, stability 0.95, box NMS 0.7). Chips are 1024
     pixels, or a trained model's chip size; the overlap (default a quarter chip) bounds the
-    objects that are always seen whole by some chip.
+    objects that are always seen whole by some chip. ``hq`` selects HQ-SAM decoding
+    (``"add"``: SAM's logits plus the HQ token's, ``"only"``: the HQ token's alone) for the
+    automatic and prompt modes; it needs an HQ-SAM encoder (``sam_hq_*``).
     """
 
     encoder: str = "mobile_sam"
@@ -40,10 +43,19 @@ class SegmentSettings:
     simplify: float | None = None  # map units
     bands: tuple[int, ...] | None = None  # 1-based; None = automatic
     nodata: float | None = None  # None = the file's own nodata
+    hq: HqMode = "off"  # HQ-SAM decoding: "add" (--hq) or "only" (--hq-only)
 
     def __post_init__(self) -> None:
         if self.weights not in ("official", "random"):
             raise ConfigError(f"weights {self.weights!r} is unknown; use 'official' or 'random'")
+        if self.hq not in HQ_MODES:
+            raise ConfigError(f"hq {self.hq!r} is unknown; use one of {', '.join(HQ_MODES)}")
+        if self.hq != "off":
+            from rs_sam.models.encoders.registry import ENCODERS
+
+            spec = ENCODERS.get(self.encoder)
+            if spec is not None and not spec.hq:  # unknown names fail where they are loaded
+                raise hq_encoder_error(self.encoder)
         if self.chip_size is not None and self.chip_size < 32:
             raise ConfigError(f"chip size {self.chip_size} is too small; use at least 32 pixels")
         if self.chip_size is not None and self.overlap is not None:

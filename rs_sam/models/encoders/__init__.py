@@ -1,4 +1,4 @@
-"""Frozen image encoders of the Segment Anything family (SAM ViT-B/L/H, MobileSAM, FastSAM).
+"""Frozen image encoders of the Segment Anything family (SAM, MobileSAM, HQ-SAM, FastSAM).
 
 >>> from rs_sam.models.encoders import load_encoder
 >>> encoder = load_encoder("mobile_sam")            # official weights, cached or downloaded
@@ -8,7 +8,12 @@
 
 from __future__ import annotations
 
-from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, RandomWeightsWarning
+from rs_sam.models.encoders.base import (
+    EncoderOutput,
+    FrozenEncoder,
+    HqEmbedding,
+    RandomWeightsWarning,
+)
 from rs_sam.models.encoders.registry import (
     DEFAULT_ENCODER,
     ENCODERS,
@@ -24,6 +29,7 @@ __all__ = [
     "EncoderOutput",
     "EncoderSpec",
     "FrozenEncoder",
+    "HqEmbedding",
     "RandomWeightsWarning",
     "get_encoder",
     "list_encoders",

@@ -13,7 +13,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, NamedTuple, Self
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,22 @@ class EncoderOutput:
 
     features: list[Tensor]
     embedding: Tensor | None
+
+
+class HqEmbedding(NamedTuple):
+    """What :meth:`FrozenEncoder.embed_hq` returns: HQ-SAM's two image inputs.
+
+    Attributes:
+        embedding: The SAM image embedding ``(B, embedding_dim, S/16, S/16)``, as
+            :meth:`FrozenEncoder.embed`.
+        interm: The early-layer features ``(B, D, S/16, S/16)`` (channels first) that
+            HQ-SAM's decoder fuses with the embedding: the tokens of the first
+            global-attention block of a ViT (``D`` = its width), the input of TinyViT's
+            stage 2 (``D`` = 160 for ``sam_hq_vit_tiny``).
+    """
+
+    embedding: Tensor
+    interm: Tensor
 
 
 class FrozenEncoder(nn.Module, ABC):
@@ -118,6 +134,11 @@ class FrozenEncoder(nn.Module, ABC):
     @property
     def mask_decoder(self) -> nn.Module | None:
         """The official ``segment_anything`` MaskDecoder, or None (FastSAM)."""
+        return None
+
+    @property
+    def hq_decoder(self) -> nn.Module | None:
+        """``segment_anything_hq``'s ``MaskDecoderHQ`` of an HQ-SAM encoder, else None."""
         return None
 
     # ------------------------------------------------------------------ freezing
@@ -200,6 +221,26 @@ class FrozenEncoder(nn.Module, ABC):
         with torch.no_grad():
             return self._embed(self.preprocess(images))
 
+    def embed_hq(self, images: Tensor) -> HqEmbedding:
+        """The SAM embedding and the early-layer features HQ-SAM's decoder needs.
+
+        One pass through the image encoder; ``embedding`` equals :meth:`embed`'s.
+
+        Args:
+            images: ``(B, 3, H, W)`` RGB in 0..255 with ``H == W``.
+
+        Raises:
+            ConfigError: The encoder is not an HQ-SAM encoder (``sam_hq_*``).
+        """
+        if self.hq_decoder is None:
+            raise ConfigError(
+                f"encoder '{self.spec.name}' is not an HQ-SAM encoder; HQ decoding needs one "
+                "such as 'sam_hq_vit_b' (or 'sam_hq_vit_tiny')"
+            )
+        self._warn_if_random()
+        with torch.no_grad():
+            return self._embed_hq(self.preprocess(images))
+
     def _warn_if_random(self) -> None:
         if self.random_weights:
             warnings.warn(
@@ -220,6 +261,10 @@ class FrozenEncoder(nn.Module, ABC):
         if embedding is None:  # pragma: no cover - guarded by embed()
             raise ConfigError(f"encoder '{self.spec.name}' has no SAM image embedding")
         return embedding
+
+    def _embed_hq(self, x: Tensor) -> HqEmbedding:
+        """Embedding and early-layer features of normalised input; HQ-SAM encoders override."""
+        raise ConfigError(f"encoder '{self.spec.name}' has no HQ-SAM features")
 
     @abstractmethod
     def load_checkpoint(self, path: Path) -> None:

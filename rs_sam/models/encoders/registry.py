@@ -7,7 +7,13 @@ Published checkpoint figures (sizes and sha256) come from public material: the M
 figures are the third-party ones in the project references; the SAM figures agree across
 many public manifests and download logs (e.g. micro-sam's checksum table, a ``wget`` log
 showing ``Length: 375042383`` for ViT-B); the FastSAM figures from public manifests pinning
-the ultralytics asset files. Missing figures would be None and then not checked.
+the ultralytics asset files. HQ-SAM files are those of the official Hugging Face repository
+``lkeab/hq-sam``: ``sam_hq_vit_b.pth`` 379,335,069 bytes with the sha256 in the project
+references; ``sam_hq_vit_h.pth`` 2,570,940,653 bytes and its sha256 as pinned by several
+public manifests (refiners' conversion recipe, Intel's Geti model map); the
+``sam_hq_vit_tiny.pth`` sha256 from the same manifests (no public byte count found);
+nothing public was found for ``sam_hq_vit_l.pth``. Missing figures are None and then not
+checked.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from rs_sam.errors import ConfigError, UnknownEncoderError
 from rs_sam.models.encoders.base import FrozenEncoder, RandomWeightsWarning
 from rs_sam.models.encoders.fastsam import build_fastsam
 from rs_sam.models.encoders.sam import (
+    HQ_BACKBONES,
     build_mobile_sam,
     build_sam_vit,
     tinyvit_channels,
@@ -46,8 +53,9 @@ class EncoderSpec:
     """Everything rs-sam knows about one encoder, without building it.
 
     Attributes:
-        name: Registry key (``mobile_sam``, ``sam_vit_b``...).
-        family: ``"sam"``, ``"mobile_sam"`` or ``"fastsam"``.
+        name: Registry key (``mobile_sam``, ``sam_vit_b``, ``sam_hq_vit_b``...).
+        family: Image-encoder family: ``"sam"`` (ViT), ``"mobile_sam"`` (TinyViT) or
+            ``"fastsam"``; HQ-SAM variants belong to their backbone's.
         builder: ``builder(spec, *, tiny) -> FrozenEncoder`` with random weights.
         checkpoint: Official checkpoint (URL, file name, published size and sha256).
         licence: Licence of code and weights (SPDX id).
@@ -59,6 +67,8 @@ class EncoderSpec:
         embedding_dim: Channels of the SAM image embedding; None when there is none.
         extra: pip extra to install (``pip install 'rs-sam[extra]'``), None when built in.
         description: One line for listings.
+        hq: HQ-SAM: the mask decoder is ``MaskDecoderHQ`` (HQ output token), which
+            ``--hq``/``--hq-only`` decoding needs.
     """
 
     name: str
@@ -74,10 +84,12 @@ class EncoderSpec:
     embedding_dim: int | None
     extra: str | None
     description: str
+    hq: bool = False
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _ULTRALYTICS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
+_HQ_SAM_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
 
 
 def _sam_vit(name: str, filename: str, size: int, sha256: str, what: str) -> EncoderSpec:
@@ -95,6 +107,28 @@ def _sam_vit(name: str, filename: str, size: int, sha256: str, what: str) -> Enc
         embedding_dim=256,
         extra=None,
         description=what,
+    )
+
+
+def _sam_hq(name: str, size: int | None, sha256: str | None, what: str) -> EncoderSpec:
+    backbone = HQ_BACKBONES[name]
+    tinyvit = backbone == "mobile_sam"
+    filename = f"{name}.pth"
+    return EncoderSpec(
+        name=name,
+        family="mobile_sam" if tinyvit else "sam",
+        builder=build_mobile_sam if tinyvit else build_sam_vit,
+        checkpoint=CheckpointSpec(_HQ_SAM_URL + filename, filename, size, sha256),
+        licence="Apache-2.0",
+        input_size=1024,
+        pixel_mean=SAM_PIXEL_MEAN,
+        pixel_std=SAM_PIXEL_STD,
+        strides=STRIDES,
+        channels=tinyvit_channels(backbone) if tinyvit else vit_channels(backbone),
+        embedding_dim=256,
+        extra=None,
+        description=what,
+        hq=True,
     )
 
 
@@ -166,6 +200,30 @@ ENCODERS: dict[str, EncoderSpec] = {
             2_564_550_879,
             "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
             "SAM ViT-H (Meta), the largest and slowest",
+        ),
+        _sam_hq(
+            "sam_hq_vit_b",
+            379_335_069,
+            "14a9d662cd6f5a9c2dba6d40ab0058d88d287e4a18fd6fdc6ad5fb1a3fdeaa57",
+            "HQ-SAM ViT-B: SAM ViT-B + HQ output token (segment --hq / --hq-only)",
+        ),
+        _sam_hq(
+            "sam_hq_vit_l",
+            None,
+            None,
+            "HQ-SAM ViT-L: SAM ViT-L + HQ output token",
+        ),
+        _sam_hq(
+            "sam_hq_vit_h",
+            2_570_940_653,
+            "a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35",
+            "HQ-SAM ViT-H: SAM ViT-H + HQ output token",
+        ),
+        _sam_hq(
+            "sam_hq_vit_tiny",
+            None,
+            "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
+            "Light HQ-SAM: MobileSAM's TinyViT + HQ output token",
         ),
         _fastsam(
             "fastsam_s",

@@ -1,9 +1,21 @@
-"""SAM ViT-B/L/H and MobileSAM (TinyViT) as frozen encoders.
+"""SAM ViT-B/L/H, MobileSAM (TinyViT) and HQ-SAM as frozen encoders.
 
-Both are assembled as the official ``segment_anything.modeling.Sam`` (image encoder, plain
-PromptEncoder and MaskDecoder), so the official checkpoints load strictly, key for key:
+All are assembled as the official ``segment_anything.modeling.Sam`` (image encoder,
+PromptEncoder and mask decoder), so the official checkpoints load strictly, key for key:
 ``sam_vit_*.pth`` into the ViT builds, ``mobile_sam.pt`` into the TinyViT build (TinyViT from
-``segment_anything_hq.modeling``, whose image-encoder keys are MobileSAM's).
+``segment_anything_hq.modeling``, whose image-encoder keys are MobileSAM's), and
+``sam_hq_vit_{b,l,h,tiny}.pth`` into the HQ-SAM builds: the same image encoders
+(``segment_anything_hq``'s ViT, key for key SAM's, and TinyViT) with
+``segment_anything_hq.modeling.MaskDecoderHQ``, as ``segment_anything_hq.build_sam`` builds
+them. A plain file never loads into an HQ build, nor an HQ file into a plain one.
+
+HQ-SAM keeps SAM's weights frozen and adds an HQ output token, its MLP and the fusion of the
+embedding with early-layer features (``interm``): the output of the first global-attention
+block for ViT, the input of TinyViT's third stage (stride 16) for ``sam_hq_vit_tiny``
+(what ``segment_anything_hq`` uses). :meth:`FrozenEncoder.embed_hq` returns both;
+``encoder.hq_decoder`` is the ``MaskDecoderHQ`` and ``encoder.mask_decoder`` a plain
+``segment_anything`` ``MaskDecoder`` sharing its SAM weights (nothing copied, not registered
+twice), so plain decoding with an HQ encoder is exactly SAM's.
 
 Feature pyramids are parameter-free (nothing random is added to a frozen encoder):
 
@@ -32,7 +44,7 @@ from torch import Tensor, nn
 
 from rs_sam.checkpoints import load_into_model, load_state_dict
 from rs_sam.errors import ConfigError
-from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder
+from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, HqEmbedding
 
 if TYPE_CHECKING:
     from rs_sam.models.encoders.registry import EncoderSpec
@@ -85,6 +97,15 @@ _TINYVIT_VARIANTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 _TINYVIT_NECK_DIM = 256  # fixed inside segment_anything_hq's TinyViT
+_TINYVIT_HQ_STAGE = 2  # HQ-SAM tiny fuses the input of this TinyViT stage (stride 16)
+
+# HQ-SAM variants and the plain variant whose image encoder and decoder sizes they share.
+HQ_BACKBONES: dict[str, str] = {
+    "sam_hq_vit_b": "sam_vit_b",
+    "sam_hq_vit_l": "sam_vit_l",
+    "sam_hq_vit_h": "sam_vit_h",
+    "sam_hq_vit_tiny": "mobile_sam",
+}
 
 
 def vit_channels(variant: str) -> tuple[int, int, int, int]:
@@ -100,8 +121,23 @@ def tinyvit_channels(variant: str) -> tuple[int, int, int, int]:
     return (dims[0], dims[1], dims[-1], dims[-1])
 
 
-def _sam_parts(decoder: str, image_size: int) -> tuple[nn.Module, nn.Module]:
-    """Official PromptEncoder and plain MaskDecoder for an embedding of stride 16."""
+def _import_hq() -> Any:
+    """``segment_anything_hq.modeling``, imported without timm's deprecation noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"timm\.")
+        warnings.filterwarnings("ignore", message=r"Overwriting tiny_vit_", category=UserWarning)
+        import segment_anything_hq.modeling as hq_modeling
+    return hq_modeling
+
+
+def _sam_parts(
+    decoder: str, image_size: int, *, hq_vit_dim: int | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """Official PromptEncoder and mask decoder for an embedding of stride 16.
+
+    The decoder is ``segment_anything``'s plain ``MaskDecoder``, or with ``hq_vit_dim`` (the
+    channels of the early-layer features) ``segment_anything_hq``'s ``MaskDecoderHQ``.
+    """
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
     cfg = _DECODERS[decoder]
@@ -112,7 +148,7 @@ def _sam_parts(decoder: str, image_size: int) -> tuple[nn.Module, nn.Module]:
         input_image_size=(image_size, image_size),
         mask_in_chans=cfg["mask_in_chans"],
     )
-    mask_decoder = MaskDecoder(
+    common: dict[str, Any] = dict(
         num_multimask_outputs=3,
         transformer=TwoWayTransformer(
             depth=cfg["depth"],
@@ -124,13 +160,48 @@ def _sam_parts(decoder: str, image_size: int) -> tuple[nn.Module, nn.Module]:
         iou_head_depth=3,
         iou_head_hidden_dim=cfg["iou_hidden"],
     )
-    return prompt_encoder, mask_decoder
+    if hq_vit_dim is None:
+        return prompt_encoder, MaskDecoder(**common)
+    return prompt_encoder, _import_hq().MaskDecoderHQ(**common, vit_dim=hq_vit_dim)
 
 
-def _assemble(spec: EncoderSpec, image_encoder: nn.Module, decoder: str, size: int) -> nn.Module:
+def plain_decoder_view(hq_decoder: nn.Module) -> nn.Module:
+    """A ``segment_anything`` ``MaskDecoder`` made of an HQ decoder's SAM submodules.
+
+    Nothing is copied: the view holds the very modules of ``hq_decoder`` (transformer, SAM
+    tokens, upscaling, hypernetwork MLPs, IoU head), so it follows every load, ``.to()`` or
+    dtype change of them, and decodes exactly as SAM does (the HQ token takes no part).
+    """
+    from segment_anything.modeling import MaskDecoder
+
+    view = MaskDecoder.__new__(MaskDecoder)
+    nn.Module.__init__(view)
+    view.transformer_dim = hq_decoder.transformer_dim
+    view.num_multimask_outputs = hq_decoder.num_multimask_outputs
+    view.num_mask_tokens = hq_decoder.num_multimask_outputs + 1  # without the HQ token
+    for name in (
+        "transformer",
+        "iou_token",
+        "mask_tokens",
+        "output_upscaling",
+        "output_hypernetworks_mlps",
+        "iou_prediction_head",
+    ):
+        setattr(view, name, getattr(hq_decoder, name))
+    return view.train(False)
+
+
+def _assemble(
+    spec: EncoderSpec,
+    image_encoder: nn.Module,
+    decoder: str,
+    size: int,
+    *,
+    hq_vit_dim: int | None = None,
+) -> nn.Module:
     from segment_anything.modeling import Sam
 
-    prompt_encoder, mask_decoder = _sam_parts(decoder, size)
+    prompt_encoder, mask_decoder = _sam_parts(decoder, size, hq_vit_dim=hq_vit_dim)
     return Sam(
         image_encoder=image_encoder,
         prompt_encoder=prompt_encoder,
@@ -164,6 +235,10 @@ class _SamFamilyEncoder(FrozenEncoder):
             spec, input_size=input_size, channels=channels, embedding_dim=embedding_dim
         )
         self.sam = sam
+        # HQ builds: a plain view of the HQ decoder's SAM part, kept out of the module tree
+        # (its parameters are the HQ decoder's; registering it would list them twice).
+        plain = None if not spec.hq else plain_decoder_view(sam.mask_decoder)
+        object.__setattr__(self, "_plain_decoder", plain)
 
     @property
     def prompt_encoder(self) -> nn.Module:
@@ -172,11 +247,20 @@ class _SamFamilyEncoder(FrozenEncoder):
 
     @property
     def mask_decoder(self) -> nn.Module:
-        """The official plain ``segment_anything`` MaskDecoder (frozen)."""
-        return self.sam.mask_decoder
+        """The official plain ``segment_anything`` MaskDecoder (frozen).
+
+        For HQ-SAM encoders, a plain view sharing the HQ decoder's SAM weights: decoding
+        through it is SAM's, without the HQ output token.
+        """
+        return self._plain_decoder if self._plain_decoder is not None else self.sam.mask_decoder
+
+    @property
+    def hq_decoder(self) -> nn.Module | None:
+        """``segment_anything_hq``'s ``MaskDecoderHQ`` of HQ-SAM encoders, else None."""
+        return self.sam.mask_decoder if self.spec.hq else None
 
     def load_checkpoint(self, path: Path) -> None:
-        """Load an official SAM/MobileSAM state dict strictly into the ``Sam`` module."""
+        """Load an official SAM/MobileSAM/HQ-SAM state dict strictly into the ``Sam`` module."""
         load_into_model(self.sam, load_state_dict(path), encoder=self.spec.name, source=path)
         self.train(False)  # TinyViT caches its attention biases when switched to eval
 
@@ -239,45 +323,76 @@ class SamViTEncoder(_SamFamilyEncoder):
         tokens, _ = self._tokens(x, None)
         return self.sam.image_encoder.neck(tokens.permute(0, 3, 1, 2))
 
+    def _embed_hq(self, x: Tensor) -> HqEmbedding:
+        # segment_anything_hq's ImageEncoderViT returns the tokens of every global-attention
+        # block; MaskDecoderHQ uses the first, which is early_block.
+        tokens, early = self._tokens(x, self.early_block)
+        assert early is not None  # early_block is a global-attention block of the ViT
+        embedding = self.sam.image_encoder.neck(tokens.permute(0, 3, 1, 2))
+        return HqEmbedding(embedding=embedding, interm=early.permute(0, 3, 1, 2))
+
 
 class MobileSamEncoder(_SamFamilyEncoder):
     """MobileSAM (TinyViT) image encoder with a pyramid from TinyViT's own stages."""
 
-    def _encode(self, x: Tensor) -> EncoderOutput:
+    def _stages(self, x: Tensor) -> tuple[dict[int, Tensor], Tensor]:
+        """Last map per stride ``{4, 8, 16: (B, C, S/s, S/s)}`` and the stage-2 input map."""
         vit = self.sam.image_encoder
         maps: dict[int, Tensor] = {}  # stride -> last map produced at that stride
+        interm = None
         h = vit.patch_embed(x)  # (B, C0, S/4, S/4)
-        for layer in vit.layers:
+        for index, layer in enumerate(vit.layers):
+            resolution = tuple(layer.input_resolution)
+            if index == _TINYVIT_HQ_STAGE:
+                interm = _tokens_to_map(h, resolution)
             for block in layer.blocks:
                 h = block(h)
-            resolution = tuple(layer.input_resolution)
             stride = self.input_size // resolution[0]
             maps[stride] = h if h.ndim == 4 else _tokens_to_map(h, resolution)
             if layer.downsample is not None:
                 h = layer.downsample(h)  # tokens (B, L, C_next)
+        assert interm is not None  # every TinyViT variant here has four stages
+        return maps, interm
+
+    def _encode(self, x: Tensor) -> EncoderOutput:
+        maps, _ = self._stages(x)
         last = maps[16]  # (B, C3, S/16, S/16)
-        embedding = vit.neck(last)  # (B, 256, S/16, S/16)
+        embedding = self.sam.image_encoder.neck(last)  # (B, 256, S/16, S/16)
         features = [maps[4], maps[8], last, F.max_pool2d(last, kernel_size=2, stride=2)]
         return EncoderOutput(features=features, embedding=embedding)
+
+    def _embed_hq(self, x: Tensor) -> HqEmbedding:
+        # segment_anything_hq's TinyViT keeps the output of layers[1] (its patch merge into
+        # stage 2, stride 16): the input of stage 2.
+        maps, interm = self._stages(x)
+        return HqEmbedding(embedding=self.sam.image_encoder.neck(maps[16]), interm=interm)
 
 
 def _import_tiny_vit() -> type[nn.Module]:
     """TinyViT class of segment_anything_hq, importing it without timm's deprecation noise."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"timm\.")
-        warnings.filterwarnings("ignore", message=r"Overwriting tiny_vit_", category=UserWarning)
-        from segment_anything_hq.modeling.tiny_vit_sam import TinyViT
-    return TinyViT
+    return _import_hq().TinyViT
+
+
+def _variant(spec: EncoderSpec, tiny: bool) -> str:
+    """Key of ``spec``'s hyperparameters: "tiny", or the (plain) variant name."""
+    return "tiny" if tiny else HQ_BACKBONES.get(spec.name, spec.name)
 
 
 def build_sam_vit(spec: EncoderSpec, *, tiny: bool = False) -> SamViTEncoder:
-    """Random-weight SAM ViT encoder of ``spec`` (``spec.name`` in ``_VIT_VARIANTS``)."""
-    from segment_anything.modeling import ImageEncoderViT
+    """Random-weight SAM or HQ-SAM ViT encoder of ``spec`` (plain SAM's decoder, or HQ's).
 
-    variant = "tiny" if tiny else spec.name
+    HQ builds (``spec.hq``) use ``segment_anything_hq``'s ``ImageEncoderViT`` (its keys are
+    SAM's) and ``MaskDecoderHQ`` with ``vit_dim`` = the ViT width, as its ``build_sam`` does.
+    """
+    if spec.hq:
+        image_encoder_vit = _import_hq().ImageEncoderViT
+    else:
+        from segment_anything.modeling import ImageEncoderViT as image_encoder_vit
+
+    variant = _variant(spec, tiny)
     cfg = _VIT_VARIANTS[variant]
     out_chans = _DECODERS[cfg["decoder"]]["embed_dim"]
-    image_encoder = ImageEncoderViT(
+    image_encoder = image_encoder_vit(
         depth=cfg["depth"],
         embed_dim=cfg["embed_dim"],
         img_size=cfg["image_size"],
@@ -291,7 +406,8 @@ def build_sam_vit(spec: EncoderSpec, *, tiny: bool = False) -> SamViTEncoder:
         window_size=cfg["window_size"],
         out_chans=out_chans,
     )
-    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"])
+    hq_vit_dim = cfg["embed_dim"] if spec.hq else None
+    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"], hq_vit_dim=hq_vit_dim)
     return SamViTEncoder(
         spec,
         sam,
@@ -303,9 +419,13 @@ def build_sam_vit(spec: EncoderSpec, *, tiny: bool = False) -> SamViTEncoder:
 
 
 def build_mobile_sam(spec: EncoderSpec, *, tiny: bool = False) -> MobileSamEncoder:
-    """Random-weight MobileSAM encoder: TinyViT + plain SAM prompt encoder and decoder."""
+    """Random-weight MobileSAM encoder: TinyViT + SAM prompt encoder and plain decoder.
+
+    For ``sam_hq_vit_tiny`` (``spec.hq``, HQ-SAM's "Light HQ-SAM") the decoder is
+    ``MaskDecoderHQ`` with ``vit_dim`` = the channels of TinyViT's stage 2 (160).
+    """
     tiny_vit = _import_tiny_vit()
-    variant = "tiny" if tiny else spec.name
+    variant = _variant(spec, tiny)
     cfg = _TINYVIT_VARIANTS[variant]
     image_encoder = tiny_vit(
         img_size=cfg["image_size"],
@@ -323,7 +443,8 @@ def build_mobile_sam(spec: EncoderSpec, *, tiny: bool = False) -> MobileSamEncod
         local_conv_size=3,
         layer_lr_decay=0.8,
     )
-    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"])
+    hq_vit_dim = cfg["embed_dims"][_TINYVIT_HQ_STAGE] if spec.hq else None
+    sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"], hq_vit_dim=hq_vit_dim)
     return MobileSamEncoder(
         spec,
         sam,

@@ -1,0 +1,201 @@
+"""HQ-SAM decoding: SAM's mask logits plus (or replaced by) the HQ output token's.
+
+HQ-SAM (Ke et al., 2023) keeps SAM frozen and adds an HQ output token to the mask decoder.
+Its mask is predicted from SAM's upscaled decoder features fused with the image embedding and
+early-layer encoder features (:class:`~rs_sam.models.encoders.base.HqEmbedding`). As in the
+paper and the official ``MaskDecoderHQ.forward``:
+
+* ``hq="add"`` (``hq_token_only=False``): the HQ token's low-resolution logits are ADDED to
+  SAM's mask logits at the decoder's resolution (``4E x 4E``, 256x256 for a 1024 input),
+  before any upsampling;
+* ``hq="only"`` (``hq_token_only=True``): the HQ token's logits alone.
+
+The SAM mask involved is the one the official forward picks: the single-mask output, or with
+``multimask_output`` the ambiguity mask with the highest predicted IoU (HQ decoding always
+yields one mask per prompt). The predicted IoU is that SAM mask's.
+
+The work is the official ``MaskDecoderHQ.predict_masks`` (the transformer with the HQ token,
+the fused HQ features); only the selection above, the official forward's last ten lines,
+is written here, to also return which SAM mask was used. The fused HQ features are computed
+once per image (the official forward recomputes them per call); prompts are decoded in
+chunks, because the official code materialises per prompt a copy of the embedding and two
+``(C/8, 4E, 4E)`` maps (about 45 MiB per prompt for a 1024 input). There is no fast path
+(:mod:`rs_sam.models.fast_decoder` serves SAM's plain decoder only).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from rs_sam.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_HQ_CHUNK",
+    "HQ_MODES",
+    "HqLogits",
+    "HqMode",
+    "decode_hq",
+    "hq_encoder_error",
+    "hq_features",
+    "is_hq_decoder",
+]
+
+HqMode = Literal["off", "add", "only"]
+HQ_MODES: tuple[str, ...] = ("off", "add", "only")
+
+#: Prompts decoded together by ``decode_hq`` (memory: about 45 MiB each for a 64x64
+#: embedding of 256 channels).
+DEFAULT_HQ_CHUNK = 16
+
+
+class HqLogits(NamedTuple):
+    """HQ decoding of ``N`` prompts.
+
+    Attributes:
+        logits: ``(N, 1, 4E, 4E)`` low-resolution mask logits.
+        iou: ``(N, 1)`` SAM's predicted IoU of the SAM mask used.
+        index: ``(N,)`` int64: which SAM output that mask is (0 for the single mask, 0..2
+            for the ambiguity masks with ``multimask_output``).
+    """
+
+    logits: Tensor
+    iou: Tensor
+    index: Tensor
+
+
+def hq_encoder_error(encoder: str, flag: str = "--hq/--hq-only") -> ConfigError:
+    """The one-line error for HQ decoding (``flag``) asked of an encoder that is not HQ-SAM."""
+    return ConfigError(
+        f"{flag} needs an HQ-SAM encoder: --encoder sam_hq_vit_b (or sam_hq_vit_tiny, "
+        f"sam_hq_vit_l, sam_hq_vit_h); '{encoder}' has SAM's plain decoder"
+    )
+
+
+def is_hq_decoder(module: object) -> bool:
+    """Whether ``module`` is ``segment_anything_hq``'s ``MaskDecoderHQ`` (duck-typed)."""
+    return isinstance(module, nn.Module) and all(
+        hasattr(module, name)
+        for name in ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder")
+    )
+
+
+def hq_features(hq_decoder: nn.Module, embedding: Tensor, interm: Tensor) -> Tensor:
+    """The fused HQ features ``(B, C/8, 4E, 4E)`` of the official ``MaskDecoderHQ.forward``.
+
+    Args:
+        hq_decoder: ``MaskDecoderHQ``.
+        embedding: ``(B, C, E, E)`` SAM image embedding.
+        interm: ``(B, D, E, E)`` early-layer features (channels first).
+    """
+    return hq_decoder.embedding_encoder(embedding) + hq_decoder.compress_vit_feat(interm)
+
+
+@torch.inference_mode()
+def decode_hq(
+    prompt_encoder: nn.Module,
+    hq_decoder: nn.Module,
+    embedding: Tensor,
+    interm: Tensor,
+    *,
+    points: Tensor | None = None,
+    labels: Tensor | None = None,
+    boxes: Tensor | None = None,
+    multimask_output: bool = False,
+    hq: Literal["add", "only"] = "add",
+    chunk: int = DEFAULT_HQ_CHUNK,
+) -> HqLogits:
+    """HQ-SAM's mask logits of many prompts against one image.
+
+    Equal to the official::
+
+        sparse, dense = prompt_encoder(points=(points, labels), boxes=boxes, masks=None)
+        hq_decoder(image_embeddings=embedding, image_pe=prompt_encoder.get_dense_pe(),
+                   sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                   multimask_output=multimask_output, hq_token_only=hq == "only",
+                   interm_embeddings=[interm.permute(0, 2, 3, 1)])
+
+    Args:
+        prompt_encoder: SAM's ``PromptEncoder``.
+        hq_decoder: ``segment_anything_hq``'s ``MaskDecoderHQ`` (eval mode).
+        embedding: ``(1, C, E, E)`` SAM image embedding.
+        interm: ``(1, D, E, E)`` early-layer features (``encoder.embed_hq(...).interm``).
+        points: ``(N, P, 2)`` x/y coordinates in model-input pixels (already shifted by
+            -0.5 as for SAM's prompt encoder), or None.
+        labels: ``(N, P)`` point labels (1 foreground, 0 background); all 1 when omitted.
+        boxes: ``(N, 4)`` x0, y0, x1, y1 boxes in model-input pixels, or None.
+        multimask_output: use the best of SAM's three ambiguity masks (one point) instead of
+            its single mask.
+        hq: ``"add"``: SAM's logits + the HQ token's; ``"only"``: the HQ token's alone.
+        chunk: prompts decoded together, >= 1.
+
+    Returns:
+        :class:`HqLogits` with ``N`` rows.
+
+    Raises:
+        ValueError: No prompts of either kind, mismatched shapes, a batch of several
+            embeddings, a decoder that is not ``MaskDecoderHQ``, or bad ``hq``/``chunk``.
+    """
+    if not is_hq_decoder(hq_decoder):
+        raise ValueError(f"{type(hq_decoder).__name__} is not HQ-SAM's MaskDecoderHQ")
+    if hq not in ("add", "only"):
+        raise ValueError(f"hq={hq!r} is not 'add' or 'only'")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if embedding.ndim != 4 or embedding.shape[0] != 1:
+        raise ValueError(f"embedding must be (1, C, E, E), got {tuple(embedding.shape)}")
+    if interm.ndim != 4 or interm.shape[0] != 1 or interm.shape[-2:] != embedding.shape[-2:]:
+        raise ValueError(
+            f"interm must be (1, D, {embedding.shape[-2]}, {embedding.shape[-1]}), "
+            f"got {tuple(interm.shape)}"
+        )
+    if points is None and boxes is None:
+        raise ValueError("decode_hq needs points or boxes")
+    if points is not None:
+        if points.ndim != 3 or points.shape[-1] != 2:
+            raise ValueError(f"points must be (N, P, 2), got {tuple(points.shape)}")
+        if labels is None:
+            labels = torch.ones(points.shape[:2], dtype=torch.int64, device=points.device)
+        if labels.shape != points.shape[:2]:
+            raise ValueError(f"labels must be {tuple(points.shape[:2])}, got {tuple(labels.shape)}")
+    n = int(points.shape[0] if points is not None else boxes.shape[0])  # type: ignore[union-attr]
+    if boxes is not None and boxes.shape != (n, 4):
+        raise ValueError(f"boxes must be ({n}, 4), got {tuple(boxes.shape)}")
+    height, width = (4 * side for side in embedding.shape[-2:])
+    if n == 0:  # the official decoder fails on an empty batch
+        return HqLogits(
+            logits=embedding.new_empty((0, 1, height, width)),
+            iou=embedding.new_empty((0, 1)),
+            index=torch.empty(0, dtype=torch.int64, device=embedding.device),
+        )
+    sparse, dense = prompt_encoder(
+        points=None if points is None else (points, labels), boxes=boxes, masks=None
+    )
+    image_pe = prompt_encoder.get_dense_pe()
+    fused = hq_features(hq_decoder, embedding, interm)
+    hq_slot = hq_decoder.num_mask_tokens - 1  # SAM's 1 + 3 mask tokens, then the HQ token
+    out_logits, out_iou, out_index = [], [], []
+    for start in range(0, n, chunk):
+        masks, iou = hq_decoder.predict_masks(
+            image_embeddings=embedding,
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse[start : start + chunk],
+            dense_prompt_embeddings=dense[start : start + chunk],
+            hq_features=fused,
+        )  # masks (b, 5, 4E, 4E): single, 3 ambiguity, HQ; iou (b, 4)
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        if multimask_output:
+            best_iou, best = iou[:, 1:hq_slot].max(dim=1)
+            sam_masks = masks[rows, best + 1]
+        else:
+            best_iou, best = iou[:, 0], torch.zeros_like(rows)
+            sam_masks = masks[:, 0]
+        hq_masks = masks[:, hq_slot]
+        out_logits.append((hq_masks if hq == "only" else sam_masks + hq_masks)[:, None])
+        out_iou.append(best_iou[:, None])
+        out_index.append(best)
+    return HqLogits(
+        logits=torch.cat(out_logits), iou=torch.cat(out_iou), index=torch.cat(out_index)
+    )
