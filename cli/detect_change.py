@@ -14,6 +14,8 @@ from rs_sam.cli.options import (
     device_option,
     encoder_option,
     handle_errors,
+    lora_option,
+    merge_lora_option,
     min_area_option,
     nodata_option,
     overlap_option,
@@ -37,6 +39,7 @@ from rs_sam.cli.options import (
     help="Vector file (.gpkg, .geojson, .shp, .parquet).",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
+@compose(lora_option, merge_lora_option)
 @compose(chip_size_option, overlap_option)
 @click.option(
     "--batch-size", type=int, default=64, show_default=True, help="Point prompts decoded together."
@@ -103,6 +106,8 @@ def detect_change(
     checkpoint: str | None,
     weights: str,
     device: str,
+    lora: str | None,
+    merge_lora: bool,
     chip_size: int | None,
     overlap: int | None,
     batch_size: int,
@@ -154,6 +159,8 @@ def detect_change(
         bands=parse_bands(bands),
         nodata=nodata,
         semantic=semantic,
+        lora=Path(lora) if lora else None,
+        merge_lora=merge_lora,
     )
     result = run(
         a,

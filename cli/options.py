@@ -125,6 +125,19 @@ simplify_option = click.option(
 )
 
 
+lora_option = click.option(
+    "--lora",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="LoRA adapter from `rs-sam train lora` for the encoder (same base encoder).",
+)
+merge_lora_option = click.option(
+    "--merge-lora",
+    is_flag=True,
+    help="Fold the LoRA adapter into the encoder's weights first (same output, faster).",
+)
+
+
 def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     """Apply several click decorators in the order written."""
 

@@ -14,6 +14,8 @@ from rs_sam.cli.options import (
     device_option,
     encoder_option,
     handle_errors,
+    lora_option,
+    merge_lora_option,
     min_area_option,
     nodata_option,
     overwrite_option,
@@ -86,6 +88,7 @@ if TYPE_CHECKING:
     help="With --model: also write the per-class probabilities as a float32 GeoTIFF.",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
+@compose(lora_option, merge_lora_option)
 @click.option(
     "--hq",
     is_flag=True,
@@ -151,6 +154,8 @@ def segment(
     checkpoint: str | None,
     weights: str,
     device: str,
+    lora: str | None,
+    merge_lora: bool,
     hq: bool,
     hq_only: bool,
     chip_size: int | None,
@@ -247,6 +252,7 @@ def segment(
     help="Also write the 0/1 boundary map (.tif, or a folder).",
 )
 @compose(encoder_option, checkpoint_option, weights_option, device_option)
+@compose(lora_option, merge_lora_option)
 @click.option(
     "--chip-size", type=int, default=None, help="Chip side [default: 1024, or the model's]."
 )
@@ -284,6 +290,8 @@ def sam_objects(
     checkpoint: str | None,
     weights: str,
     device: str,
+    lora: str | None,
+    merge_lora: bool,
     chip_size: int | None,
     overlap: int | None,
     points_per_side: int,
@@ -353,4 +361,6 @@ def _settings(options: dict[str, Any]) -> SegmentSettings:
         bands=parse_bands(options["bands"]),
         nodata=options["nodata"],
         hq="only" if options.get("hq_only") else "add" if options.get("hq") else "off",
+        lora=Path(options["lora"]) if options["lora"] else None,
+        merge_lora=options["merge_lora"],
     )

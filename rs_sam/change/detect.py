@@ -34,6 +34,7 @@ from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.models.encoders import get_encoder, load_encoder
+from rs_sam.models.lora import adapt_encoder
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
 from rs_sam.vector.zonal import majority_class
@@ -202,6 +203,9 @@ def _zero_shot_scorer(
 ) -> Callable[[ChipPair, np.ndarray, np.ndarray], ChipScore]:
     encoder = load_encoder(
         settings.encoder, weights=settings.weights, checkpoint=settings.checkpoint, device=device
+    )
+    encoder = adapt_encoder(
+        encoder, settings.lora, base_checkpoint=settings.checkpoint, merge=settings.merge_lora
     )
     proposer = sam_proposer(encoder, settings.proposals)
     return lambda chip, image_a, image_b: score_chip(chip, image_a, image_b, encoder, proposer)

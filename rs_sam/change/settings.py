@@ -42,6 +42,8 @@ class ChangeSettings:
     bands: tuple[int, ...] | None = None  # 1-based; None = automatic
     nodata: float | None = None  # None = each file's own nodata
     semantic: bool = False  # SAM-CD only: class_a / class_b (dominant latent class) per polygon
+    lora: Path | None = None  # zero-shot: LoRA adapter from `rs-sam train lora` for the encoder
+    merge_lora: bool = False  # fold the adapter into the encoder's weights (faster)
 
     def __post_init__(self) -> None:
         if self.weights not in ("official", "random"):
@@ -63,6 +65,11 @@ class ChangeSettings:
             raise ConfigError(
                 "semantic output needs a SAM-CD model (--model run.ckpt); zero-shot detection "
                 "has no latent classes"
+            )
+        if self.lora is not None and self.model is not None:
+            raise ConfigError(
+                "--lora applies to zero-shot detection; a SAM-CD model brings its own encoder "
+                "(set lora in its training config)"
             )
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")

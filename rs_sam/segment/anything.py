@@ -26,6 +26,7 @@ from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.models.encoders import FrozenEncoder, get_encoder, load_encoder
 from rs_sam.models.hq_decoder import hq_encoder_error
+from rs_sam.models.lora import adapt_encoder
 from rs_sam.segment.merge import MergedObject, merge_objects
 from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator, chip_objects
 from rs_sam.segment.settings import SegmentSettings
@@ -118,11 +119,14 @@ def load_sam(settings: SegmentSettings) -> FrozenEncoder:
         )
     if settings.hq != "off" and not spec.hq:
         raise hq_encoder_error(spec.name)
-    return load_encoder(
+    encoder = load_encoder(
         settings.encoder,
         weights=settings.weights,
         checkpoint=settings.checkpoint,
         device=resolve_device(settings.device),
+    )
+    return adapt_encoder(
+        encoder, settings.lora, base_checkpoint=settings.checkpoint, merge=settings.merge_lora
     )
 
 

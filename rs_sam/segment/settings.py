@@ -44,6 +44,8 @@ class SegmentSettings:
     bands: tuple[int, ...] | None = None  # 1-based; None = automatic
     nodata: float | None = None  # None = the file's own nodata
     hq: HqMode = "off"  # HQ-SAM decoding: "add" (--hq) or "only" (--hq-only)
+    lora: Path | None = None  # LoRA adapter from `rs-sam train lora` for the encoder
+    merge_lora: bool = False  # fold the adapter into the encoder's weights (faster)
 
     def __post_init__(self) -> None:
         if self.weights not in ("official", "random"):
