@@ -212,3 +212,34 @@ def test_bad_labels_are_one_line_errors(trained, tmp_path: Path, damage: str, me
                      "--labels", root / "masks", "-q")  # fmt: skip
     assert code == 2, text
     assert message in text and len(text.strip().splitlines()) == 1
+
+
+def test_lora_adapted_encoder_is_recorded_and_rebuilt(tmp_path: Path) -> None:
+    import warnings
+
+    import torch
+
+    from rs_sam.models.encoders import load_encoder
+    from rs_sam.models.lora import LoraSettings, apply_lora, save_adapter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = load_encoder("mobile_sam", weights="random", tiny=True)
+    apply_lora(base, LoraSettings(rank=2))
+    with torch.no_grad():
+        for name, value in base.named_parameters():
+            if "lora_B" in name:
+                value.fill_(0.01)
+    adapter = save_adapter(tmp_path / "adapter.pt", base)
+    config = _config(tmp_path, lora=str(adapter))
+    code, text = run("train", "segment", "--config", config, "-q")
+    assert code == 0, text
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    metadata = read_head_checkpoint(last)[0]
+    assert metadata.lora_adapter == str(adapter.resolve()) and metadata.lora_sha256
+    raster = write_raster(tmp_path / "scene.tif", (texture(70, 60) * 200).astype(np.uint8))
+    code, text = run("segment", raster, "--model", last, "-o", tmp_path / "a.gpkg", "-q")
+    assert code == 0, text
+    adapter.rename(tmp_path / "moved.pt")
+    code, text = run("segment", raster, "--model", last, "-o", tmp_path / "b.gpkg", "-q")
+    assert code == 1 and "put the adapter back" in text

@@ -8,6 +8,7 @@ the trainable head plus the metadata needed to rebuild everything (see
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -22,9 +23,8 @@ from torchmetrics.classification import (
 )
 
 from rs_sam.change.losses import ChangeLoss
-from rs_sam.models.encoders import load_encoder
 from rs_sam.models.samcd import SamCD, SamCDOutput
-from rs_sam.training.checkpoint import HeadMetadata, encoder_fingerprint
+from rs_sam.training.checkpoint import HeadMetadata, load_task_encoder
 from rs_sam.training.head_task import HeadTask
 
 
@@ -54,6 +54,7 @@ class ChangeTask(HeadTask):
         weight_decay: float = 5e-4,
         chip_size: int = 256,
         bands: tuple[int, ...] | None = None,
+        lora: str | None = None,
     ) -> None:
         """Build the model.
 
@@ -69,6 +70,8 @@ class ChangeTask(HeadTask):
             optimizer: ``sgd`` (Nesterov, the paper's recipe) or ``adamw``.
             chip_size: side of the training chips, recorded for inference.
             bands: 1-based bands the images were read with, recorded for inference.
+            lora: a LoRA adapter from ``rs-sam train lora`` merged into the encoder (the
+                adapted SAM as the encoder of this head); recorded with its sha256.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -78,13 +81,15 @@ class ChangeTask(HeadTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
-        backbone = load_encoder(
+        loaded = load_task_encoder(
             hp.encoder,
-            weights="random" if hp.tiny_encoder else hp.weights,
+            weights=hp.weights,
             checkpoint=hp.checkpoint,
             tiny=hp.tiny_encoder,
+            lora=hp.lora,
         )
-        self.encoder_sha256 = encoder_fingerprint(backbone, hp.checkpoint)
+        backbone, self.task_encoder = loaded.encoder, loaded
+        self.encoder_sha256 = loaded.sha256
         self.model = SamCD(
             backbone,
             latent_classes=hp.latent_classes,
@@ -158,4 +163,6 @@ class ChangeTask(HeadTask):
             latent_classes=hp.latent_classes,
             temperature=hp.temperature,
             freeze_encoder=hp.freeze_encoder,
+            lora_adapter=str(Path(hp.lora).resolve()) if hp.lora else None,
+            lora_sha256=self.task_encoder.lora_sha256,
         )

@@ -9,6 +9,7 @@ everything inference needs; the frozen encoder's weights are not stored.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,9 @@ class HeadMetadata:
     # segment (UNetFormer)
     backbone: str = "sam"  # "sam" (the registry encoder) or "resnet18"
     class_table: dict[str, Any] | None = None  # ClassTable.to_config()
+    # a LoRA adapter merged into the encoder (`lora:` in the model section)
+    lora_adapter: str | None = None
+    lora_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -71,6 +75,43 @@ class HeadMetadata:
         values = {k: values[k] for k in names if k in values}
         values["bands"] = tuple(values["bands"]) if values["bands"] else None
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class TaskEncoder:
+    """The encoder of a training task and what identifies its weights."""
+
+    encoder: FrozenEncoder
+    sha256: str | None  # of the base checkpoint file; None for random weights
+    lora_sha256: str | None  # of the LoRA adapter merged into it, if any
+
+    @property
+    def features_sha256(self) -> str | None:
+        """What the encoder's features depend on (base and adapter), for the feature cache."""
+        if self.lora_sha256 is None:
+            return self.sha256
+        return hashlib.sha256(f"{self.sha256}+{self.lora_sha256}".encode()).hexdigest()
+
+
+def load_task_encoder(
+    name: str,
+    *,
+    weights: str,
+    checkpoint: str | Path | None,
+    tiny: bool,
+    lora: str | Path | None = None,
+) -> TaskEncoder:
+    """A task's registry encoder, with a LoRA adapter merged into it when ``lora`` is set."""
+    from rs_sam.models.lora import adapt_encoder
+
+    encoder = load_encoder(
+        name, weights="random" if tiny else weights, checkpoint=checkpoint, tiny=tiny
+    )
+    sha256 = encoder_fingerprint(encoder, checkpoint)
+    if lora is None:
+        return TaskEncoder(encoder, sha256, None)
+    adapt_encoder(encoder, lora, base_checkpoint=checkpoint, merge=True)
+    return TaskEncoder(encoder, sha256, file_sha256(lora))
 
 
 def encoder_fingerprint(encoder: FrozenEncoder, checkpoint: str | Path | None) -> str | None:
@@ -143,6 +184,8 @@ def rebuild_encoder(metadata: HeadMetadata, path: str | Path) -> FrozenEncoder:
             weights="random" if metadata.encoder_weights == "random" else "official",
             tiny=metadata.tiny_encoder,
         )
+    if metadata.lora_sha256 is not None:
+        encoder = _with_recorded_adapter(encoder, metadata, path)
     if metadata.encoder_weights != "random" and metadata.freeze_encoder:
         found = encoder_fingerprint(encoder, None)
         if found != metadata.encoder_sha256:
@@ -152,6 +195,26 @@ def rebuild_encoder(metadata: HeadMetadata, path: str | Path) -> FrozenEncoder:
                 "use the encoder checkpoint it was trained with"
             )
     return encoder
+
+
+def _with_recorded_adapter(
+    encoder: FrozenEncoder, metadata: HeadMetadata, path: str | Path
+) -> FrozenEncoder:
+    """Merge the LoRA adapter a head was trained with, found where training recorded it."""
+    from rs_sam.models.lora import adapt_encoder
+
+    adapter = Path(metadata.lora_adapter or "")
+    if not adapter.is_file():
+        raise CheckpointNotFoundError(
+            f"{path} was trained on an encoder with the LoRA adapter {adapter}, which is not "
+            "there; put the adapter back at that path"
+        )
+    if file_sha256(adapter) != metadata.lora_sha256:
+        raise CheckpointError(
+            f"LoRA adapter {adapter} is not the one {path} was trained with (sha256 differs); "
+            "use the adapter of that training run"
+        )
+    return adapt_encoder(encoder, adapter, merge=True)
 
 
 def split_model_state(

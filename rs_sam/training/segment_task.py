@@ -8,6 +8,7 @@ chip size, bands), like change checkpoints (see :mod:`rs_sam.training.checkpoint
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from torch import Tensor
@@ -15,10 +16,10 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from rs_sam.data.class_table import ClassTable
-from rs_sam.models.encoders import load_encoder
+from rs_sam.errors import ConfigError
 from rs_sam.models.unetformer import UNetFormer
 from rs_sam.segment.losses import SegmentationLoss
-from rs_sam.training.checkpoint import HeadMetadata, encoder_fingerprint
+from rs_sam.training.checkpoint import HeadMetadata, TaskEncoder, load_task_encoder
 from rs_sam.training.head_task import HeadTask
 
 
@@ -52,6 +53,7 @@ class SegmentTask(HeadTask):
         weight_decay: float = 0.01,
         chip_size: int = 512,
         bands: tuple[int, ...] | None = None,
+        lora: str | None = None,
     ) -> None:
         """Build the model.
 
@@ -67,6 +69,8 @@ class SegmentTask(HeadTask):
                 0 trains without that loss (the ablation).
             aux_head, aux_weight: UNetFormer's auxiliary head and its CE weight.
             chip_size, bands: recorded for inference.
+            lora: a LoRA adapter from ``rs-sam train lora`` merged into the SAM encoder;
+                recorded with its sha256.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -79,14 +83,18 @@ class SegmentTask(HeadTask):
         hp = self.hparams
         encoder = None
         self.encoder_sha256 = None
+        self.task_encoder: TaskEncoder | None = None
         if hp.backbone == "sam":
-            encoder = load_encoder(
+            self.task_encoder = load_task_encoder(
                 hp.encoder,
-                weights="random" if hp.tiny_encoder else hp.weights,
+                weights=hp.weights,
                 checkpoint=hp.checkpoint,
                 tiny=hp.tiny_encoder,
+                lora=hp.lora,
             )
-            self.encoder_sha256 = encoder_fingerprint(encoder, hp.checkpoint)
+            encoder, self.encoder_sha256 = self.task_encoder.encoder, self.task_encoder.sha256
+        elif hp.lora is not None:
+            raise ConfigError("lora adapts a SAM-family encoder; remove it for backbone resnet18")
         self.model = UNetFormer(
             encoder,
             backbone=hp.backbone,
@@ -169,6 +177,8 @@ class SegmentTask(HeadTask):
             normalisation="uint8 as is; other types: a 2-98 percentile stretch per band",
             freeze_encoder=hp.freeze_encoder,
             backbone=hp.backbone,
+            lora_adapter=str(Path(hp.lora).resolve()) if hp.lora else None,
+            lora_sha256=self.task_encoder.lora_sha256 if self.task_encoder else None,
             class_table=self.class_table.to_config(),
         )
 
