@@ -54,6 +54,10 @@ def _train_command(kind: str, description: str) -> click.Command:
         )
         summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
         click.echo(f"best: {result.best}  last: {result.last}", err=True)
+        if result.adapter is not None:
+            click.echo(f"adapter: {result.adapter}", err=True)
+        if result.hq_checkpoint is not None:
+            click.echo(f"HQ-SAM checkpoint: {result.hq_checkpoint}", err=True)
         click.echo(summary, err=True)
 
     return command
@@ -62,6 +66,16 @@ def _train_command(kind: str, description: str) -> click.Command:
 train_change = _train_command("change", "Train SAM-CD (supervised change detection) from a config.")
 train_segment = _train_command(
     "segment", "Train UNetFormer semantic segmentation (+ SSRS SAM losses) from a config."
+)
+train_lora = _train_command(
+    "lora",
+    "Fine-tune SAM with LoRA for one target class (SamLP stage 1 or 2) from a config; "
+    "writes <run>/adapter.pt.",
+)
+train_hq = _train_command(
+    "hq",
+    "Train HQ-SAM (SAM frozen; the HQ token, its MLP and feature fusion learn) for one target "
+    "class from a config; writes <run>/sam_hq.pth.",
 )
 
 

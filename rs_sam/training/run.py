@@ -1,14 +1,16 @@
-"""``train_change``/``train_segment``: the library entries behind ``rs-sam train``.
+"""``train_change``/``train_segment``/``train_lora``: the library entries behind ``rs-sam train``.
 
 Reads a config, builds the task and the data module from their typed constructors, and
 fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` (best by the
 task's validation metric) in the run folder. A run resumes from its ``last.ckpt`` (after
-checking it belongs to the same encoder).
+checking it belongs to the same encoder). LoRA runs also write ``<run>/adapter.pt`` (from
+``best.ckpt``, else ``last.ckpt``): the small file ``rs-sam segment --lora`` loads.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,9 @@ from rs_sam.training.checkpoint import check_resume
 from rs_sam.training.config import build, load_config, trainer_arguments
 from rs_sam.training.data_module import SourcesDataModule
 from rs_sam.training.head_task import HeadTask
+from rs_sam.training.hq_task import HqTask, export_hq_checkpoint
+from rs_sam.training.lora_task import LoraTask
+from rs_sam.training.mask_data import MaskDataModule
 from rs_sam.training.segment_data import SegmentDataModule
 from rs_sam.training.segment_task import SegmentTask
 
@@ -39,6 +44,8 @@ class TrainResult:
     best: Path | None
     last: Path | None
     metrics: dict[str, float]
+    adapter: Path | None = None  # LoRA runs: the adapter file
+    hq_checkpoint: Path | None = None  # HQ-SAM runs: the full HQ-SAM checkpoint (official keys)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class _Kind:
 _KINDS = {
     "change": _Kind(ChangeDataModule, ChangeTask, "val/f1", "runs/change"),
     "segment": _Kind(SegmentDataModule, SegmentTask, "val/miou", "runs/segment"),
+    "lora": _Kind(MaskDataModule, LoraTask, "val/dice", "runs/lora"),
+    "hq": _Kind(MaskDataModule, HqTask, "val/iou", "runs/hq"),
 }
 
 
@@ -77,8 +86,19 @@ def train_segment(
     return train("segment", config, resume=resume, show_progress=show_progress, overrides=overrides)
 
 
+def train_lora(
+    config: str | Path,
+    *,
+    resume: Literal["auto", "never"] | str = "auto",
+    show_progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+) -> TrainResult:
+    """SamLP LoRA fine-tuning of SAM (stage 1 or 2) from a YAML config (see ``configs/lora/``)."""
+    return train("lora", config, resume=resume, show_progress=show_progress, overrides=overrides)
+
+
 def train(
-    kind: Literal["change", "segment"],
+    kind: Literal["change", "segment", "lora", "hq"],
     config: str | Path,
     *,
     resume: Literal["auto", "never"] | str = "auto",
@@ -88,7 +108,7 @@ def train(
     """Train a task from a YAML config.
 
     Args:
-        kind: ``change`` (SAM-CD) or ``segment`` (UNetFormer).
+        kind: ``change`` (SAM-CD), ``segment`` (UNetFormer) or ``lora`` (SamLP).
         config: YAML with ``model``, ``data``, ``trainer`` sections and ``seed``.
         resume: ``auto`` continues from ``<run>/checkpoints/last.ckpt`` when present,
             ``never`` starts afresh, any other value is a checkpoint path to resume from.
@@ -106,11 +126,19 @@ def train(
     model_args.setdefault("chip_size", data.chip_size)
     if data.bands:
         model_args.setdefault("bands", data.bands)
-    if isinstance(data, SegmentDataModule):
+    if isinstance(data, MaskDataModule):
+        if "target" in model_args:
+            raise ConfigError("set the target class once, in data.target, not in model")
+        model_args["target"] = data.target
+    elif isinstance(data, SegmentDataModule):
         if "classes" in model_args:
             raise ConfigError("set the classes once, in data.classes, not in model")
         model_args["classes"] = data.class_table.to_config()
     task = build(spec.task, model_args, "model")
+    if isinstance(task, LoraTask | HqTask):
+        log.info(task.summary())
+        if show_progress:
+            print(task.summary(), file=sys.stderr)
 
     checkpoint_dir = run_dir / "checkpoints"
     ckpt_path = _resume_path(resume, checkpoint_dir)
@@ -125,7 +153,9 @@ def train(
                 "data.cache_features needs a frozen registry encoder (freeze_encoder: true, "
                 "a SAM-family backbone); set cache_features: false"
             )
-        data.attach_encoder(encoder, encoder_sha256=task.encoder_sha256)
+        loaded = getattr(task, "task_encoder", None)  # base + LoRA adapter, when there is one
+        sha256 = loaded.features_sha256 if loaded is not None else task.encoder_sha256
+        data.attach_encoder(encoder, encoder_sha256=sha256)
 
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
@@ -145,11 +175,30 @@ def train(
     )
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     last = checkpoint_dir / "last.ckpt"
+    best_path = Path(best.best_model_path) if best.best_model_path else None
+    adapter = None
+    if isinstance(task, LoraTask):
+        source = best_path or (last if last.exists() else None)
+        score = best.best_model_score
+        adapter = task.export_adapter(
+            run_dir / "adapter.pt",
+            checkpoint=source,
+            metadata={
+                "source_checkpoint": source.name if source else None,
+                spec.monitor: None if score is None else float(score),
+            },
+        )
+    hq_checkpoint = None
+    if isinstance(task, HqTask):
+        source = best_path or (last if last.exists() else None)
+        hq_checkpoint = export_hq_checkpoint(source or task, run_dir / "sam_hq.pth")
     return TrainResult(
         run_dir=run_dir,
-        best=Path(best.best_model_path) if best.best_model_path else None,
+        best=best_path,
         last=last if last.exists() else None,
         metrics={k: float(v) for k, v in trainer.callback_metrics.items()},
+        adapter=adapter,
+        hq_checkpoint=hq_checkpoint,
     )
 
 
