@@ -35,7 +35,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 import numpy as np
 import rasterio
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 from torch import Tensor
@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 from rs_sam.data.bands import select_bands
 from rs_sam.data.image_files import (
     IMAGE_SUFFIXES,
+    PIL_ERRORS,
     TIFF_SUFFIXES,
     ImageFileError,
     band_first,
@@ -775,7 +776,7 @@ def _read_label(path: Path) -> np.ndarray:
         try:
             with Image.open(path) as image:
                 array = np.asarray(image.convert("L") if image.mode == "1" else image)
-        except (UnidentifiedImageError, OSError) as err:
+        except PIL_ERRORS as err:
             raise ChangeDatasetError(f"label {path} is not a readable image ({err})") from err
         data = band_first(array)
     if data.shape[0] == 1:

@@ -35,6 +35,10 @@ from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 #: Suffixes read through rasterio rather than PIL.
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: What PIL raises for a file it cannot read. ultralytics (the optional fastsam extra), once
+#: imported, patches ``Image.open`` to retry unknown files as HEIC, which raises ImportError
+#: when pi-heif is missing.
+PIL_ERRORS = (UnidentifiedImageError, OSError, ImportError)
 #: PIL modes :func:`read_image` keeps; others become RGB ("1" and "LA" become "L").
 _KEPT_MODES = ("L", "RGB", "I", "I;16", "I;16B", "I;16L", "F")
 _MAX_LISTED = 6  # items quoted by format_list
@@ -79,7 +83,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.size
-    except (UnidentifiedImageError, OSError) as err:
+    except PIL_ERRORS as err:
         raise _unreadable(path, err) from err
 
 
@@ -100,7 +104,7 @@ def read_image(path: Path) -> np.ndarray:
             elif image.mode not in _KEPT_MODES:
                 image = image.convert("RGB")  # RGBA, palette, CMYK, YCbCr...
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as err:
+    except PIL_ERRORS as err:
         raise _unreadable(path, err) from err
     return band_first(array)
 

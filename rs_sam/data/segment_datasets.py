@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, TypedDict
 import numpy as np
 import rasterio
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
@@ -49,6 +49,7 @@ from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
 from rs_sam.data.image_files import (
     IMAGE_SUFFIXES,
+    PIL_ERRORS,
     TIFF_SUFFIXES,
     ImageFileError,
     band_first,
@@ -684,7 +685,7 @@ def _read_label(path: Path, table: ClassTable) -> tuple[np.ndarray, np.ndarray |
             elif image.mode not in ("L", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
                 image = image.convert("RGB")
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as err:
+    except PIL_ERRORS as err:
         raise SegmentDatasetError(f"label {path} is not a readable image ({err})") from err
     return band_first(array), None
 
