@@ -28,11 +28,12 @@ from rs_sam.data.normalize import JointStretch
 from rs_sam.data.pair import BitemporalPair, ChipPair
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.devices import resolve_device
-from rs_sam.errors import ConfigError, OutputExistsError, OutputPathError
+from rs_sam.errors import ConfigError
 from rs_sam.inference.classes import write_class_raster
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
+from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.models.encoders import get_encoder, load_encoder
 from rs_sam.models.lora import adapt_encoder
 from rs_sam.vector.io import check_output_path, write_vectors
@@ -109,8 +110,10 @@ def detect_change(
     if save_latent is not None and not settings.semantic:
         raise ConfigError("--save-latent needs --semantic (latent classes come with --model)")
     output = check_output_path(Path(output), overwrite=overwrite)
-    probability_path = _check_raster_path(save_probability, overwrite, "probability raster")
-    latent_path = _check_raster_path(save_latent, overwrite, "latent-class raster")
+    probability_path = check_raster_output(
+        save_probability, overwrite=overwrite, what="probability raster"
+    )
+    latent_path = check_raster_output(save_latent, overwrite=overwrite, what="latent-class raster")
 
     with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
         workdir = Path(tmp)
@@ -209,18 +212,3 @@ def _zero_shot_scorer(
     )
     proposer = sam_proposer(encoder, settings.proposals)
     return lambda chip, image_a, image_b: score_chip(chip, image_a, image_b, encoder, proposer)
-
-
-def _check_raster_path(path: str | Path | None, overwrite: bool, what: str) -> Path | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if path.suffix.lower() not in {".tif", ".tiff"}:
-        raise OutputPathError(f"{what} {path} must end in .tif; rename it")
-    if not path.parent.is_dir():
-        raise OutputPathError(
-            f"folder {path.parent} for {path.name} does not exist; create it first"
-        )
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    return path

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rasterio.windows import Window
 
+from rs_sam.errors import OutputExistsError, OutputPathError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -30,3 +32,19 @@ def block_windows(width: int, height: int, size: int = 1024) -> Iterator[Window]
     for row in range(0, height, size):
         for col in range(0, width, size):
             yield Window(col, row, min(size, width - col), min(size, height - row))
+
+
+def check_raster_output(path: str | Path | None, *, overwrite: bool, what: str) -> Path | None:
+    """An optional GeoTIFF output checked before any work: suffix, folder, existing file."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.suffix.lower() not in {".tif", ".tiff"}:
+        raise OutputPathError(f"{what} {path} must end in .tif; rename it")
+    if not path.parent.is_dir():
+        raise OutputPathError(
+            f"folder {path.parent} for {path.name} does not exist; create it first"
+        )
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    return path

@@ -42,7 +42,7 @@ Choices where the published code is silent or specific to one setup:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Self
 
@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from rs_sam.errors import ConfigError, InputRasterError
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.head_state import HeadState
 
 __all__ = ["SamCD", "SamCDHead", "SamCDOutput", "adapter_channels"]
 
@@ -60,8 +61,6 @@ Upsample = Literal["transposed", "bilinear"]
 
 #: Narrowest adapter output, whatever the encoder channels and reduction.
 MIN_ADAPTER_CHANNELS = 8
-#: How many offending keys a state-dict mismatch error lists.
-_KEYS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -311,7 +310,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class SamCD(nn.Module):
+class SamCD(HeadState):
     """SAM-CD change detector: an encoder shared by both dates and a :class:`SamCDHead`.
 
     Args:
@@ -332,6 +331,9 @@ class SamCD(nn.Module):
         >>> out = model(image_a, image_b)        # (B, 3, H, H) RGB in 0..255 each
         >>> out.change.shape                     # (B, 1, H, H) logits
     """
+
+    state_error = ConfigError
+    state_hint = "build SamCD with the encoder and options the checkpoint was trained with"
 
     def __init__(
         self,
@@ -429,58 +431,3 @@ class SamCD(nn.Module):
         # FrozenEncoder.forward runs under no_grad; fine-tuning needs the graph.
         self.encoder._warn_if_random()
         return self.encoder._encode(self.encoder.preprocess(images)).features
-
-    # ------------------------------------------------------------------ checkpoints
-    def head_state_dict(self) -> dict[str, Tensor]:
-        """The weights that training changes: the head's, plus the encoder's when fine-tuned.
-
-        Keys are those of :meth:`state_dict` (``head.*``, and ``encoder.*`` only when
-        ``freeze_encoder`` is False), so a frozen-encoder checkpoint stays small.
-        """
-        state = self.state_dict()
-        if self.freeze_encoder:
-            return {k: v for k, v in state.items() if not k.startswith("encoder.")}
-        return dict(state)
-
-    def load_head_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Load what :meth:`head_state_dict` returned, strictly.
-
-        Raises:
-            ConfigError: Missing, unexpected or differently shaped keys (the first few are
-                listed); build the model with the same encoder and options as the checkpoint.
-        """
-        expected = self.head_state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        reshaped = [
-            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        ]
-        problems = [
-            f"{what} {_first(keys)}"
-            for what, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape", reshaped),
-            )
-            if keys
-        ]
-        if problems:
-            raise ConfigError(
-                "head state does not fit this SamCD (" + "; ".join(problems) + "): build SamCD "
-                "with the encoder and options the checkpoint was trained with"
-            )
-        self.load_state_dict(dict(state), strict=False)
-        if not self.freeze_encoder:
-            self.train(self.training)  # refresh caches derived from encoder weights (TinyViT)
-
-    def count_parameters(self, *, trainable_only: bool = True) -> int:
-        """Number of parameters (only those that require grad when ``trainable_only``)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
-
-def _first(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_KEYS_SHOWN])
-    more = len(keys) - _KEYS_SHOWN
-    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"

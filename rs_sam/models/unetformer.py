@@ -64,7 +64,7 @@ are part of :meth:`UNetFormer.head_state_dict`, so build the inference model wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal, Self
 
 import torch
@@ -73,6 +73,7 @@ from torch import Tensor, nn
 
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputRasterError
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.head_state import HeadState
 from rs_sam.models.samcd import adapter_channels
 
 __all__ = ["UNetFormer"]
@@ -88,8 +89,6 @@ MLP_RATIO = 4
 CHANNEL_ATTENTION_REDUCTION = 16
 #: Keeps the fusion weights' normalisation finite when both are 0.
 FUSION_EPS = 1e-8
-#: How many offending keys a state-dict mismatch error lists.
-_KEYS_SHOWN = 5
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -352,12 +351,6 @@ def _check_int(name: str, value: object, *, minimum: int = 1) -> int:
     return value
 
 
-def _first(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_KEYS_SHOWN])
-    more = len(keys) - _KEYS_SHOWN
-    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"
-
-
 def _resnet18(imagenet_weights: bool) -> tuple[nn.Module, tuple[int, ...]]:
     """smp's ResNet-18 encoder (random or ImageNet) and its channels at strides 4..32."""
     from segmentation_models_pytorch import encoders as smp_encoders
@@ -376,7 +369,7 @@ def _resnet18(imagenet_weights: bool) -> tuple[nn.Module, tuple[int, ...]]:
     return resnet, tuple(int(c) for c in resnet.out_channels[2:])
 
 
-class UNetFormer(nn.Module):
+class UNetFormer(HeadState):
     """UNetFormer semantic segmentation on a SAM-family pyramid or a ResNet-18.
 
     Args:
@@ -402,6 +395,11 @@ class UNetFormer(nn.Module):
         >>> model = UNetFormer(load_encoder("mobile_sam"), num_classes=6)
         >>> logits = model(chips)                  # (B, 3, H, H) RGB 0..255 -> (B, 6, H, H)
     """
+
+    state_error = CheckpointError
+    state_hint = (
+        "build it with the backbone, encoder and options (aux_head, widths) it was trained with"
+    )
 
     imagenet_mean: Tensor  # (1, 3, 1, 1), 0..255 scale, non-persistent (ResNet only)
     imagenet_std: Tensor
@@ -607,55 +605,6 @@ class UNetFormer(nn.Module):
         batches = {f.shape[0] for f in features}
         if len(batches) != 1:
             raise ConfigError(f"the four maps have different batch sizes {sorted(batches)}")
-
-    # ------------------------------------------------------------------ checkpoints
-    def head_state_dict(self) -> dict[str, Tensor]:
-        """The weights that training changes: all but a frozen encoder's.
-
-        Keys are those of :meth:`state_dict` (``adapters.*``, ``decoder.*``, and
-        ``encoder.*`` only when ``freeze_encoder`` is False).
-        """
-        state = self.state_dict()
-        if self.freeze_encoder:
-            return {k: v for k, v in state.items() if not k.startswith("encoder.")}
-        return dict(state)
-
-    def load_head_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Load what :meth:`head_state_dict` returned, strictly.
-
-        Raises:
-            CheckpointError: Missing, unexpected or differently shaped keys (the first few
-                are listed).
-        """
-        expected = self.head_state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        reshaped = [
-            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        ]
-        problems = [
-            f"{what} {_first(keys)}"
-            for what, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape", reshaped),
-            )
-            if keys
-        ]
-        if problems:
-            raise CheckpointError(
-                "head state does not fit this UNetFormer (" + "; ".join(problems) + "): build "
-                "it with the backbone, encoder and options (aux_head, widths) it was trained with"
-            )
-        self.load_state_dict(dict(state), strict=False)
-        if not self.freeze_encoder:
-            self.train(self.training)  # refresh caches derived from encoder weights (TinyViT)
-
-    def count_parameters(self, *, trainable_only: bool = True) -> int:
-        """Number of parameters (only those that require grad when ``trainable_only``)."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:

@@ -26,11 +26,12 @@ from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import Scene
 from rs_sam.devices import resolve_device
-from rs_sam.errors import CheckpointError, OutputExistsError, OutputPathError
+from rs_sam.errors import CheckpointError
 from rs_sam.inference.classes import write_class_raster, write_class_scores
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
+from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.models.unetformer import UNetFormer
 from rs_sam.segment.anything import SegmentResult
 from rs_sam.segment.settings import SegmentSettings
@@ -129,8 +130,10 @@ def segment_semantic(
     started = time.perf_counter()
     settings = settings or SegmentSettings()
     output = check_output_path(Path(output), overwrite=overwrite)
-    classes_path = _check_raster_path(save_classes, overwrite, "class raster")
-    probability_path = _check_raster_path(save_probability, overwrite, "probability raster")
+    classes_path = check_raster_output(save_classes, overwrite=overwrite, what="class raster")
+    probability_path = check_raster_output(
+        save_probability, overwrite=overwrite, what="probability raster"
+    )
     trained = load_segment_model(model, device=resolve_device(settings.device))
     table = trained.class_table
     info = open_date(image)
@@ -189,16 +192,3 @@ def segment_semantic(
         seconds=time.perf_counter() - started,
         megapixels=scene.grid.width * scene.grid.height / 1e6,
     )
-
-
-def _check_raster_path(path: str | Path | None, overwrite: bool, what: str) -> Path | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if path.suffix.lower() not in {".tif", ".tiff"}:
-        raise OutputPathError(f"{what} {path} must end in .tif; rename it")
-    if not path.parent.is_dir():
-        raise OutputPathError(f"folder {path.parent} for {path.name} does not exist; create it")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    return path
