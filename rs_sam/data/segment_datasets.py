@@ -67,7 +67,7 @@ from rs_sam.data.image_files import (
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, RasterInfo, is_integer_8bit, open_date
 from rs_sam.errors import ConfigError, RasterNotFoundError
-from rs_sam.inference.grid import RasterGrid, chip_windows
+from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 
 #: Suffixes tried for SAM object and boundary maps, in this order.
 MAP_SUFFIXES = (".tif", ".tiff", ".png")
@@ -513,7 +513,7 @@ class SegmentRasterDataset(Dataset[SegmentSample]):
                         f"{what} raster {path} has {count} bands; expected one band"
                     )
         self.windows = chip_windows(self.grid, chip_size, overlap)
-        self.stretch = _fit_stretch(self.info, self.bands, self.nodata, percentiles)
+        self.stretch = fit_stretch(self.info, self.bands, self.nodata, percentiles)
         self.normalisation = (
             "uint8 as is"
             if is_integer_8bit(self.info.dtype)
@@ -533,18 +533,10 @@ class SegmentRasterDataset(Dataset[SegmentSample]):
         """Chip ``index`` of the tiling."""
         window = self.windows[index]
         size = window.size
-        clipped = window.clipped(self.grid)
+        image, valid, clipped = read_stretched_chip(
+            self.info.path, self.bands, self.nodata, self.stretch, window, self.grid
+        )
         rows, cols = int(clipped.height), int(clipped.width)
-        raw = np.zeros((len(self.bands), size, size), dtype=np.float32)
-        with rasterio.open(self.info.path) as src:
-            raw[:, :rows, :cols] = src.read(list(self.bands), window=clipped)
-        valid = np.zeros((size, size), dtype=bool)
-        valid[:rows, :cols] = True
-        valid &= np.isfinite(raw).all(axis=0)
-        if self.nodata is not None:
-            valid &= ~nodata_equal(raw, self.nodata).all(axis=0)
-        image = self.stretch.apply(np.where(np.isfinite(raw), raw, 0.0))
-        image[:, ~valid] = 0.0
         ignore = self.class_table.ignore_index
         mask = np.full((size, size), ignore, dtype=np.int64)
         mask[:rows, :cols] = self._encode_label(clipped)
@@ -605,7 +597,7 @@ def _stretch_from(
     return JointStretch(low=tuple(low), high=tuple(high))
 
 
-def _fit_stretch(
+def fit_stretch(
     info: RasterInfo,
     bands: Sequence[int],
     nodata: float | None,
@@ -785,3 +777,29 @@ def _select(pairs: Sequence[ImagePair], names: Sequence[str]) -> list[ImagePair]
             f"{format_list(sorted(by_name))}"
         )
     return selected
+
+
+def read_stretched_chip(
+    path: Path,
+    bands: Sequence[int],
+    nodata: float | None,
+    stretch: JointStretch,
+    window: ChipWindow,
+    grid: RasterGrid,
+) -> tuple[np.ndarray, np.ndarray, Window]:
+    """One chip of a raster: ``(3, S, S)`` stretched image (0 where not valid), ``(S, S)``
+    validity (inside the raster, finite, not nodata) and the window clipped to the raster."""
+    size = window.size
+    clipped = window.clipped(grid)
+    rows, cols = int(clipped.height), int(clipped.width)
+    raw = np.zeros((len(bands), size, size), dtype=np.float32)
+    with rasterio.open(path) as src:
+        raw[:, :rows, :cols] = src.read(list(bands), window=clipped)
+    valid = np.zeros((size, size), dtype=bool)
+    valid[:rows, :cols] = True
+    valid &= np.isfinite(raw).all(axis=0)
+    if nodata is not None:
+        valid &= ~nodata_equal(raw, nodata).all(axis=0)
+    image = stretch.apply(np.where(np.isfinite(raw), raw, 0.0))
+    image[:, ~valid] = 0.0
+    return image, valid, clipped

@@ -35,7 +35,6 @@ from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
-from rs_sam.data.image_files import nodata_equal
 from rs_sam.data.rasters import DateInput, is_integer_8bit, open_date
 from rs_sam.data.segment_augment import SegmentAugment
 from rs_sam.data.segment_datasets import (
@@ -43,7 +42,8 @@ from rs_sam.data.segment_datasets import (
     SegmentDatasetNotFoundError,
     SegmentSample,
     SegmentTransform,
-    _fit_stretch,
+    fit_stretch,
+    read_stretched_chip,
 )
 from rs_sam.errors import ConfigError
 from rs_sam.inference.grid import RasterGrid, chip_windows
@@ -147,7 +147,7 @@ class PolygonMaskDataset(Dataset[SegmentSample]):
         self.geometries = _read_polygons(self.polygons_path, layer, self.info)
         self._index = self.geometries.sindex
         self.windows = chip_windows(self.grid, chip_size, overlap)
-        self.stretch = _fit_stretch(self.info, self.bands, self.nodata, percentiles)
+        self.stretch = fit_stretch(self.info, self.bands, self.nodata, percentiles)
         self.normalisation = (
             "uint8 as is"
             if is_integer_8bit(self.info.dtype)
@@ -160,19 +160,9 @@ class PolygonMaskDataset(Dataset[SegmentSample]):
 
     def __getitem__(self, index: int) -> SegmentSample:
         chip = self.windows[index]
-        size = chip.size
-        clipped = chip.clipped(self.grid)
-        rows, cols = int(clipped.height), int(clipped.width)
-        raw = np.zeros((len(self.bands), size, size), dtype=np.float32)
-        with rasterio.open(self.info.path) as src:
-            raw[:, :rows, :cols] = src.read(list(self.bands), window=clipped)
-        valid = np.zeros((size, size), dtype=bool)
-        valid[:rows, :cols] = True
-        valid &= np.isfinite(raw).all(axis=0)
-        if self.nodata is not None:
-            valid &= ~nodata_equal(raw, self.nodata).all(axis=0)
-        image = self.stretch.apply(np.where(np.isfinite(raw), raw, 0.0))
-        image[:, ~valid] = 0.0
+        image, valid, _ = read_stretched_chip(
+            self.info.path, self.bands, self.nodata, self.stretch, chip, self.grid
+        )
         mask = self._burn(chip.window).astype(np.int64)
         mask[~valid] = IGNORE
         sample: SegmentSample = {
