@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -15,6 +16,7 @@ from shapely.geometry import Point, box
 from rs_sam.checkpoints import load_into_model
 from rs_sam.errors import CheckpointError, ConfigError
 from rs_sam.models.encoders import FrozenEncoder, HqEmbedding, get_encoder, load_encoder
+from rs_sam.models.fast_decoder import decode_hq_tokens, is_hq_supported, is_supported
 from rs_sam.models.hq_decoder import decode_hq
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
 from rs_sam.segment.objects import SamMaskGenerator
@@ -22,6 +24,7 @@ from rs_sam.segment.prompted import decode_logits, decode_prompts
 from rs_sam.segment.prompts import Prompt
 from rs_sam.segment.settings import SegmentSettings
 from tests.synthetic import ORIGIN, UTM33
+from tests.test_fast_decoder import _randomise
 
 pytestmark = pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning")
 
@@ -61,11 +64,17 @@ def _chip(side: int = 256, seed: int = 0) -> torch.Tensor:
 
 def _official_forward(encoder, embedding, interm, points, *, multimask, hq_token_only):
     """The official MaskDecoderHQ.forward on point prompts."""
-    pe = encoder.prompt_encoder
+    pe, decoder = encoder.prompt_encoder, encoder.hq_decoder
     labels = torch.ones(points.shape[:2], dtype=torch.int64)
-    sparse, dense = pe(points=(points, labels), boxes=None, masks=None)
+    return _official_decode(pe, decoder, embedding, interm, multimask, hq_token_only,
+                            points=(points, labels))  # fmt: skip
+
+
+def _official_decode(pe, decoder, embedding, interm, multimask, hq_token_only, **prompts):
+    """The official prompt encoder (``prompts``: points, boxes) and MaskDecoderHQ.forward."""
     with torch.inference_mode():
-        return encoder.hq_decoder(
+        sparse, dense = pe(**(dict(points=None, boxes=None) | prompts), masks=None)
+        return decoder(
             image_embeddings=embedding,
             image_pe=pe.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -74,6 +83,29 @@ def _official_forward(encoder, embedding, interm, points, *, multimask, hq_token
             hq_token_only=hq_token_only,
             interm_embeddings=[interm.permute(0, 2, 3, 1)],  # official: channels last, a list
         )
+
+
+def _small_official_hq(seed: int):
+    """A small MaskDecoderHQ of segment_anything_hq's own classes (transformer included) and
+    a PromptEncoder, with weights far from the default init (attention far from uniform)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import segment_anything_hq.modeling as hq_modeling
+    torch.manual_seed(seed)
+    transformer = hq_modeling.TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64,
+                                                num_heads=4)  # fmt: skip
+    decoder = hq_modeling.MaskDecoderHQ(transformer_dim=32, transformer=transformer,
+                                        iou_head_hidden_dim=32, vit_dim=24)  # fmt: skip
+    pe = hq_modeling.PromptEncoder(embed_dim=32, image_embedding_size=(16, 16),
+                                   input_image_size=(256, 256), mask_in_chans=16)  # fmt: skip
+    _randomise(decoder)
+    _randomise(pe)
+    return pe.eval(), decoder.eval()
+
+
+def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> None:
+    scale = max(1.0, expected.abs().max().item())
+    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale)
 
 
 # --------------------------------------------------------------------------- registry
@@ -98,6 +130,9 @@ def test_tiny_hq_encoders_embed_and_decode_plainly(name: str, hq_vit, hq_tinyvit
     encoder = hq_vit if name == "sam_hq_vit_b" else hq_tinyvit
     assert type(encoder.hq_decoder).__name__ == "MaskDecoderHQ"
     assert type(encoder.mask_decoder).__name__ == "MaskDecoder"  # the plain view
+    # both decode through the fast decoder, as plain SAM does
+    assert is_supported(encoder.prompt_encoder, encoder.mask_decoder)
+    assert is_hq_supported(encoder.hq_decoder)
     out = encoder.embed_hq(_chip())
     assert isinstance(out, HqEmbedding)
     side = encoder.input_size // 16
@@ -278,6 +313,98 @@ def test_hq_logits_are_the_official_decoder_s(hq_vit, multimask: bool) -> None:
     assert ((add.index >= 0) & (add.index <= (2 if multimask else 0))).all()
 
 
+@pytest.mark.parametrize("multimask", [False, True])
+@pytest.mark.parametrize("hq", ["add", "only"])
+def test_fast_hq_decoding_equals_the_official_decoder(
+    monkeypatch: pytest.MonkeyPatch, multimask: bool, hq: str
+) -> None:
+    """decode_hq's fast path (SAM's fast decoder + the HQ token) = MaskDecoderHQ.forward."""
+    pe, decoder = _small_official_hq(seed=0)
+    assert is_hq_supported(decoder)
+    generator = torch.Generator().manual_seed(1)
+    embedding = torch.randn(1, 32, 16, 16, generator=generator)
+    interm = torch.randn(1, 24, 16, 16, generator=generator)
+    points = torch.rand(7, 2, 2, generator=generator) * 256
+    labels = torch.tensor([[1, 0]] * 7)  # a background point
+    boxes = torch.tensor([[10.0, 20.0, 120.0, 200.0], [0.0, 0.0, 255.0, 255.0], [60, 5, 90, 80]])
+    cases = [dict(points=points, labels=labels), dict(boxes=boxes),
+             dict(points=points[:3, :1], labels=labels[:3, :1], boxes=boxes)]  # fmt: skip
+    references = []
+    for case in cases:
+        point_prompts = (case["points"], case["labels"]) if "points" in case else None
+        references.append(_official_decode(pe, decoder, embedding, interm, multimask,
+                                           hq == "only", points=point_prompts,
+                                           boxes=case.get("boxes")))  # fmt: skip
+
+    def official_path(*args, **kwargs):
+        raise AssertionError("decode_hq took the official path")
+
+    monkeypatch.setattr(decoder, "predict_masks", official_path)
+    for case, (ref, ref_iou) in zip(cases, references, strict=True):
+        assert ref.abs().max() > 1.0  # the weights make non-trivial logits
+        got = decode_hq(pe, decoder, embedding, interm, **case, multimask_output=multimask,
+                        hq=hq, chunk=3)  # fmt: skip  # ragged chunks
+        assert got.logits.shape == ref.shape
+        _assert_close(got.logits, ref, 1e-4)
+        _assert_close(got.iou, ref_iou, 1e-4)
+
+
+def test_fast_hq_decoding_is_exact_in_float64() -> None:
+    """In double precision the fast HQ path agrees with the official one to ~1e-12."""
+    pe, decoder = _small_official_hq(seed=2)
+    decoder.double()  # the official prompt encoder computes in float32 whatever its dtype
+    generator = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1, 32, 16, 16, generator=generator, dtype=torch.float64)
+    interm = torch.randn(1, 24, 16, 16, generator=generator, dtype=torch.float64)
+    points = torch.rand(5, 1, 2, generator=generator, dtype=torch.float64) * 256
+    for hq in ("add", "only"):
+        ref, ref_iou = _official_decode(pe, decoder, embedding, interm, True, hq == "only",
+                                        points=(points, torch.ones(5, 1)))  # fmt: skip
+        got = decode_hq(pe, decoder, embedding, interm, points=points, multimask_output=True,
+                        hq=hq, chunk=2)  # fmt: skip
+        assert got.logits.dtype == torch.float64
+        _assert_close(got.logits, ref, 1e-10)
+        _assert_close(got.iou, ref_iou, 1e-10)
+
+
+def test_unsupported_hq_decoder_takes_the_official_path() -> None:
+    pe, decoder = _small_official_hq(seed=4)
+
+    class Custom(type(decoder)):  # type: ignore[misc]
+        def predict_masks(self, *args, **kwargs):
+            masks, iou = super().predict_masks(*args, **kwargs)
+            return masks + 1.0, iou
+
+    custom = Custom(transformer_dim=32, transformer=decoder.transformer, iou_head_hidden_dim=32,
+                    vit_dim=24)  # fmt: skip
+    custom.load_state_dict(decoder.state_dict())
+    custom.eval()
+    assert is_hq_supported(decoder) and not is_hq_supported(custom)
+    generator = torch.Generator().manual_seed(5)
+    embedding = torch.randn(1, 32, 16, 16, generator=generator)
+    interm = torch.randn(1, 24, 16, 16, generator=generator)
+    points = torch.rand(3, 1, 2, generator=generator) * 256
+    ref, ref_iou = _official_decode(pe, custom, embedding, interm, True, False,
+                                    points=(points, torch.ones(3, 1)))  # fmt: skip
+    got = decode_hq(pe, custom, embedding, interm, points=points, multimask_output=True)
+    torch.testing.assert_close(got.logits, ref)
+    torch.testing.assert_close(got.iou, ref_iou)
+
+
+def test_decode_hq_tokens_checks_shapes(hq_tinyvit) -> None:
+    embedding = hq_tinyvit.embed(_chip())
+    pe, decoder = hq_tinyvit.prompt_encoder, hq_tinyvit.hq_decoder
+    sparse, dense = pe(points=(torch.zeros(2, 1, 2), torch.ones(2, 1)), boxes=None, masks=None)
+    kw = dict(multimask_output=True, hq_token_only=False)
+    with pytest.raises(ValueError, match="hq_features must be"):
+        decode_hq_tokens(decoder, embedding, pe.get_dense_pe(), sparse, dense[:1], embedding, **kw)
+    with pytest.raises(ValueError, match="embedding and dense"):
+        decode_hq_tokens(decoder, embedding, pe.get_dense_pe(), sparse, dense, embedding, **kw)
+    with pytest.raises(ValueError, match="chunk"):
+        decode_hq_tokens(decoder, embedding, pe.get_dense_pe(), sparse, dense[:1], embedding,
+                         chunk=0, **kw)  # fmt: skip
+
+
 def test_hq_decoding_of_boxes_and_empty_batches(hq_tinyvit) -> None:
     embedding, interm = hq_tinyvit.embed_hq(_chip())
     pe, decoder = hq_tinyvit.prompt_encoder, hq_tinyvit.hq_decoder
@@ -333,6 +460,19 @@ def test_automatic_masks_with_hq(hq_tinyvit) -> None:
     assert not torch.equal(add.logits[:1], only.logits[:1])  # type: ignore[index]
     with pytest.raises(ValueError, match="MaskDecoderHQ"):
         propose_masks(embedding, pe, hq_tinyvit.mask_decoder, hq="add", interm=interm, **kw)
+    # the fused HQ features are computed once per image, not per batch of points
+    calls = []
+    decoder = hq_tinyvit.hq_decoder
+    hooks = [module.register_forward_hook(lambda m, i, o: calls.append(m))
+             for module in (decoder.embedding_encoder, decoder.compress_vit_feat)]  # fmt: skip
+    try:
+        batched = propose_masks(embedding, pe, decoder, hq="add", interm=interm, **(
+            kw | dict(settings=replace(settings, points_per_batch=2))))  # fmt: skip
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == [decoder.embedding_encoder, decoder.compress_vit_feat]  # 5 batches, once
+    torch.testing.assert_close(batched.logits, add.logits)
     generator = SamMaskGenerator(hq_tinyvit, settings, hq="only")
     image = _chip(200).numpy()[0]
     assert all(m.mask.shape == (200, 200) for m in generator(image))

@@ -43,16 +43,27 @@ algebraic identity:
 * Prompts run in chunks through work buffers allocated once per call: on CPU, fresh large
   tensors cost more in page faults than the arithmetic that fills them.
 
-Prompts are points only (no boxes, no mask inputs). The fast path needs the official
-classes of ``segment_anything`` (``MaskDecoder`` with a ``TwoWayTransformer``, see
-``is_supported``); anything else (a subclass such as an HQ decoder, another transformer, a
+HQ-SAM's ``MaskDecoderHQ`` (``decode_hq_tokens``) is the same decoder with one more output
+token (the HQ token, through the same transformer) and one more mask: the HQ token's MLP
+applied to ``embedding_maskfeature(upscaled) + hq_features``. Its first 3x3 convolution runs
+as the official module (channels last), with the weights centred over output channels, so
+that its output needs no mean for the LayerNorm2d that follows. The last convolution and the
+HQ token's product are folded into one: ``h . conv(z) = conv(z, sum_o h_o W_o) + h . b``, a
+single-output 3x3 convolution per prompt (nine per-pixel products summed with shifts).
+
+Prompts are points only for ``decode_points`` (no boxes, no mask inputs). The fast path needs
+the official classes of ``segment_anything`` (``MaskDecoder`` with a ``TwoWayTransformer``,
+see ``is_supported``; ``segment_anything_hq``'s identical copies of the transformer and
+LayerNorm2d classes are accepted too); anything else (a subclass, another transformer, a
 batch of several embeddings) goes through the official forward unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +72,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
 
-__all__ = ["decode_points", "is_supported"]
+__all__ = ["decode_hq_tokens", "decode_points", "is_hq_supported", "is_supported"]
 
 #: Prompts decoded together: the image tokens of a chunk stay in memory (4 MiB per prompt
 #: for 256 channels on a 64x64 embedding). 4 to 16 perform alike on a 2-core CPU.
@@ -80,29 +91,27 @@ def is_supported(prompt_encoder: nn.Module, mask_decoder: nn.Module) -> bool:
         return False
     if type(mask_decoder).predict_masks is not MaskDecoder.predict_masks:
         return False
-    tr = mask_decoder.transformer
-    if type(tr) is not TwoWayTransformer or type(tr.final_attn_token_to_image) is not Attention:
+    return _sam_part_supported(mask_decoder)
+
+
+def is_hq_supported(hq_decoder: nn.Module) -> bool:
+    """Whether ``decode_hq_tokens`` can decode with ``hq_decoder``.
+
+    It must be ``segment_anything_hq``'s own ``MaskDecoderHQ`` class (not a subclass) with
+    the official transformer, upscaling and HQ feature layers.
+    """
+    cls = type(hq_decoder)
+    if (cls.__module__, cls.__qualname__) != _HQ_DECODER or not _sam_part_supported(hq_decoder):
         return False
-    if len(tr.layers) == 0:
+    feature = hq_decoder.embedding_maskfeature
+    if not isinstance(feature, nn.Sequential) or len(feature) != 4:
         return False
-    for layer in tr.layers:
-        if type(layer) is not TwoWayAttentionBlock:
-            return False
-        for attn in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token):
-            if type(attn) is not Attention:
-                return False
-        if type(layer.norm4) is not nn.LayerNorm or len(layer.norm4.normalized_shape) != 1:
-            return False
-    up = mask_decoder.output_upscaling
-    if not isinstance(up, nn.Sequential) or len(up) != 5:
-        return False
-    conv1, norm, act1, conv2, act2 = up
-    for conv in (conv1, conv2):
-        if type(conv) is not nn.ConvTranspose2d or not _is_pixel_shuffle_conv(conv):
-            return False
-    if type(norm) is not LayerNorm2d:
-        return False
-    return _activation(act1) is not None and _activation(act2) is not None
+    conv1, norm, act, conv2 = feature
+    return (
+        all(type(conv) is nn.Conv2d and _is_same_3x3_conv(conv) for conv in (conv1, conv2))
+        and _is_official(norm, LayerNorm2d)
+        and _activation(act) is not None
+    )
 
 
 @torch.inference_mode()
@@ -174,8 +183,130 @@ def decode_points(
     )
 
 
+@torch.inference_mode()
+def decode_hq_tokens(
+    hq_decoder: nn.Module,
+    embedding: Tensor,
+    image_pe: Tensor,
+    sparse: Tensor,
+    dense: Tensor,
+    hq_features: Tensor,
+    *,
+    multimask_output: bool,
+    hq_token_only: bool,
+    chunk: int = DEFAULT_CHUNK,
+    tile_pixels: int = DEFAULT_TILE_PIXELS,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """HQ-SAM's mask of each prompt, from the prompt encoder's output.
+
+    Equivalent (up to float rounding) to the official ``MaskDecoderHQ.forward`` given
+    ``hq_features`` (which it computes from the early-layer features on every call): SAM's
+    single mask, or with ``multimask_output`` its ambiguity mask of highest predicted IoU,
+    plus the HQ token's mask (``hq_token_only``: the HQ token's mask alone).
+
+    Args:
+        hq_decoder: ``segment_anything_hq``'s ``MaskDecoderHQ`` (eval mode) for which
+            ``is_hq_supported`` holds.
+        embedding: (1, C, E, E) image embedding.
+        image_pe: (1, C, E, E) ``prompt_encoder.get_dense_pe()``.
+        sparse: (N, T, C) sparse prompt embeddings (points and/or boxes).
+        dense: (1, C, E, E) dense prompt embedding shared by all prompts (no mask input).
+        hq_features: (1, C/8, 4E, 4E) ``embedding_encoder(embedding) +
+            compress_vit_feat(interm)``.
+        chunk: prompts through the transformer together.
+        tile_pixels: image tokens per tile of the per-pixel steps (whole embedding rows).
+
+    Returns:
+        Mask logits (N, 1, 4E, 4E); the predicted IoU (N, 1) of the SAM mask used and its
+        index (N,) int64 (among the ambiguity masks with ``multimask_output``, else 0).
+
+    Raises:
+        ValueError: Bad ``chunk``/``tile_pixels`` or shapes.
+    """
+    if chunk < 1 or tile_pixels < 1:
+        raise ValueError(f"chunk and tile_pixels must be >= 1, got {chunk}, {tile_pixels}")
+    if embedding.ndim != 4 or embedding.shape[0] != 1 or dense.shape != embedding.shape:
+        raise ValueError(
+            f"embedding and dense must be (1, C, E, E), got {tuple(embedding.shape)} and "
+            f"{tuple(dense.shape)}"
+        )
+    side = tuple(4 * e for e in embedding.shape[-2:])
+    if hq_features.ndim != 4 or hq_features.shape[0] != 1 or hq_features.shape[-2:] != side:
+        raise ValueError(
+            f"hq_features must be (1, C/8, {side[0]}, {side[1]}), got {tuple(hq_features.shape)}"
+        )
+    return _FastDecoder(hq_decoder, embedding, image_pe, dense).run_hq(
+        sparse,
+        hq_features,
+        multimask_output=multimask_output,
+        hq_token_only=hq_token_only,
+        chunk=chunk,
+        tile_pixels=tile_pixels,
+    )
+
+
 # --------------------------------------------------------------------------------------
 # helpers
+
+#: ``segment_anything_hq``'s HQ decoder class, by module and name (importing the package
+#: only to compare would print timm's deprecation warnings).
+_HQ_DECODER = ("segment_anything_hq.modeling.mask_decoder_hq", "MaskDecoderHQ")
+
+
+def _is_official(module: nn.Module, cls: type) -> bool:
+    """``module`` is exactly ``cls`` of ``segment_anything`` or its ``segment_anything_hq`` copy.
+
+    ``segment_anything_hq`` ships the transformer and LayerNorm2d classes unchanged.
+    """
+    kind = type(module)
+    if kind is cls:
+        return True
+    hq_module = "segment_anything_hq" + cls.__module__.removeprefix("segment_anything")
+    return (kind.__module__, kind.__qualname__) == (hq_module, cls.__qualname__)
+
+
+def _sam_part_supported(decoder: Any) -> bool:
+    """Whether a ``MaskDecoder``'s or ``MaskDecoderHQ``'s SAM part is what the fast path computes.
+
+    That is the transformer and output upscaling; the hypernetwork and IoU MLPs may be anything.
+    """
+    tr = decoder.transformer
+    if not _is_official(tr, TwoWayTransformer) or not _is_official(
+        tr.final_attn_token_to_image, Attention
+    ):
+        return False
+    if len(tr.layers) == 0:
+        return False
+    for layer in tr.layers:
+        if not _is_official(layer, TwoWayAttentionBlock):
+            return False
+        for attn in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token):
+            if not _is_official(attn, Attention):
+                return False
+        if type(layer.norm4) is not nn.LayerNorm or len(layer.norm4.normalized_shape) != 1:
+            return False
+    up = decoder.output_upscaling
+    if not isinstance(up, nn.Sequential) or len(up) != 5:
+        return False
+    conv1, norm, act1, conv2, act2 = up
+    for conv in (conv1, conv2):
+        if type(conv) is not nn.ConvTranspose2d or not _is_pixel_shuffle_conv(conv):
+            return False
+    if not _is_official(norm, LayerNorm2d):
+        return False
+    return _activation(act1) is not None and _activation(act2) is not None
+
+
+def _is_same_3x3_conv(conv: nn.Conv2d) -> bool:
+    """A 3x3 convolution, stride 1, zero padding 1: the output keeps the input's size."""
+    return (
+        tuple(conv.kernel_size) == (3, 3)
+        and tuple(conv.stride) == (1, 1)
+        and tuple(conv.padding) == (1, 1)
+        and tuple(conv.dilation) == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
 
 
 def _is_pixel_shuffle_conv(conv: nn.ConvTranspose2d) -> bool:
@@ -309,7 +440,7 @@ class _FastDecoder:
 
     def _prepare_upscaling(self) -> None:
         """Both transposed convolutions as per-pixel matrices, (a, b, channel) columns."""
-        conv1, _, _, conv2, _ = self.decoder.output_upscaling
+        conv1, _, act1, conv2, act2 = self.decoder.output_upscaling
         c1, c2 = conv1.out_channels, conv2.out_channels
         w1 = conv1.weight.permute(0, 2, 3, 1)  # (C, 2, 2, C1)
         b1 = conv1.bias if conv1.bias is not None else w1.new_zeros(c1)
@@ -320,6 +451,7 @@ class _FastDecoder:
         b2 = conv2.bias if conv2.bias is not None else self.w2.new_zeros(c2)
         self.b2 = b2.repeat(4)
         self.c1, self.c2 = c1, c2
+        self.act1, self.act2 = _activation(act1), _activation(act2)
 
     # ------------------------------------------------------------------------ driver
 
@@ -327,33 +459,86 @@ class _FastDecoder:
         self, sparse: Tensor, *, multimask_output: bool, chunk: int, tile_pixels: int
     ) -> tuple[Tensor, Tensor]:
         dec = self.decoder
-        n_total = sparse.shape[0]
-        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-        tokens = torch.cat((output_tokens.unsqueeze(0).expand(n_total, -1, -1), sparse), dim=1)
         mask_ids = list(range(1, dec.num_mask_tokens)) if multimask_output else [0]
-        rows = max(1, min(self.eh, tile_pixels // self.ew))
-        self.tiles = [(r, min(r + rows, self.eh)) for r in range(0, self.eh, rows)]
         masks = torch.empty(
-            (n_total, len(mask_ids), 4 * self.eh, 4 * self.ew), dtype=self.dtype, device=self.device
+            (sparse.shape[0], len(mask_ids), 4 * self.eh, 4 * self.ew),
+            dtype=self.dtype,
+            device=self.device,
         )
         ious = [masks.new_empty((0, len(mask_ids)))]  # no prompts: empty results
-        if n_total == 0:
-            return masks, ious[0]
+        for start, stop, queries, keys in self._chunks(sparse, (), chunk, tile_pixels):
+            ious.append(dec.iou_prediction_head(queries[:, 0, :])[:, mask_ids])
+            hyper = torch.stack(
+                [dec.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in mask_ids], dim=1
+            )
+            for (r0, r1), keys_t in zip(self.tiles, keys, strict=True):
+                out = masks[start:stop, :, 4 * r0 : 4 * r1]
+                self._masks_tile(keys_t, hyper, r1 - r0, out=out)
+        return masks, torch.cat(ious)
+
+    def run_hq(
+        self,
+        sparse: Tensor,
+        hq_features: Tensor,
+        *,
+        multimask_output: bool,
+        hq_token_only: bool,
+        chunk: int,
+        tile_pixels: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``decode_hq_tokens``: one mask per prompt, prompt by prompt after the transformer."""
+        dec = self.decoder
+        n_total = sparse.shape[0]
+        hq_slot = dec.num_mask_tokens - 1  # SAM's 1 + 3 mask tokens, then the HQ token
+        height, width = 4 * self.eh, 4 * self.ew
+        logits = torch.empty((n_total, 1, height, width), dtype=self.dtype, device=self.device)
+        ious = logits.new_empty((n_total, 1))
+        indices = torch.zeros(n_total, dtype=torch.int64, device=self.device)
+        self._prepare_hq(hq_features)
+        for start, stop, queries, keys in self._chunks(sparse, (dec.hf_token,), chunk, tile_pixels):
+            iou = dec.iou_prediction_head(queries[:, 0, :])
+            if multimask_output:
+                ious[start:stop, 0], indices[start:stop] = iou[:, 1:hq_slot].max(dim=1)
+                slots = indices[start:stop] + 1  # output 0 is the single mask
+            else:
+                ious[start:stop, 0] = iou[:, 0]
+                slots = indices[start:stop]
+            hyper_hq = dec.hf_mlp(queries[:, 1 + hq_slot, :])
+            hyper_sam: Tensor | None = None
+            if not hq_token_only:  # the hypernetwork of each prompt's SAM mask
+                mlps = dec.output_hypernetworks_mlps
+                hyper_sam = torch.stack(
+                    [mlps[i](queries[:, 1 + i, :]) for i in range(hq_slot)], dim=1
+                )[torch.arange(stop - start, device=self.device), slots]
+            upscaled = self._buffer("hq_upscaled", (height, width, self.c2))
+            for i in range(stop - start):
+                for (r0, r1), keys_t in zip(self.tiles, keys, strict=True):
+                    self._upscale(keys_t[i], r1 - r0, out=upscaled[4 * r0 : 4 * r1])
+                sam = None if hyper_sam is None else hyper_sam[i]
+                self._hq_mask(upscaled, hyper_hq[i], sam, out=logits[start + i, 0])
+        return logits, ious, indices
+
+    def _chunks(
+        self, sparse: Tensor, extra_tokens: tuple[nn.Embedding, ...], chunk: int, tile_pixels: int
+    ) -> Iterator[tuple[int, int, Tensor, list[Tensor]]]:
+        """Transformer outputs (start, stop, queries, keys' tiles) of each chunk of prompts.
+
+        The output tokens are the IoU and mask tokens, then ``extra_tokens``' (HQ-SAM's).
+        """
+        dec = self.decoder
+        output_tokens = torch.cat(
+            [dec.iou_token.weight, dec.mask_tokens.weight, *(e.weight for e in extra_tokens)]
+        )
+        n_total = sparse.shape[0]
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(n_total, -1, -1), sparse), dim=1)
+        rows = max(1, min(self.eh, tile_pixels // self.ew))
+        self.tiles = [(r, min(r + rows, self.eh)) for r in range(0, self.eh, rows)]
         try:
             for start in range(0, n_total, chunk):
                 stop = min(start + chunk, n_total)
-                queries, keys = self._transformer(tokens[start:stop])
-                ious.append(dec.iou_prediction_head(queries[:, 0, :])[:, mask_ids])
-                hyper = torch.stack(
-                    [dec.output_hypernetworks_mlps[i](queries[:, 1 + i, :]) for i in mask_ids],
-                    dim=1,
-                )
-                for (r0, r1), keys_t in zip(self.tiles, keys, strict=True):
-                    out = masks[start:stop, :, 4 * r0 : 4 * r1]
-                    self._masks_tile(keys_t, hyper, r1 - r0, out=out)
+                yield start, stop, *self._transformer(tokens[start:stop])
         finally:
             self.buffers = {}
-        return masks, torch.cat(ious)
 
     def _buffer(self, name: str, shape: tuple[int, ...]) -> Tensor:
         """A work tensor reused across tiles and chunks (fresh memory costs page faults)."""
@@ -543,22 +728,77 @@ class _FastDecoder:
 
         Prompt by prompt, so that the upscaled tensors (16x the pixels) stay in cache.
         """
-        _, norm, act1, _, act2 = self.decoder.output_upscaling
         n, b, _ = keys_t.shape
         m = hyper.shape[1]
+        upscaled = self._buffer("upscaled", (4 * rows, 4 * self.ew, self.c2))
+        for i in range(n):
+            self._upscale(keys_t[i], rows, out=upscaled)
+            torch.mm(hyper[i], upscaled.view(b * 16, self.c2).t(), out=out[i].view(m, b * 16))
+
+    def _upscale(self, keys: Tensor, rows: int, *, out: Tensor) -> None:
+        """``output_upscaling`` of one prompt's tile (rows * E, C) into ``out`` (4 rows, 4E, C2)."""
+        _, norm, _, _, _ = self.decoder.output_upscaling
+        b = keys.shape[0]
         c1, c2, ew = self.c1, self.c2, self.ew
-        act1, act2 = _activation(act1), _activation(act2)
         y1 = self._buffer("up1", (b, 4 * c1))
         y2 = self._buffer("up2", (b * 4, 4 * c2))
-        y2r = self._buffer("up2r", (rows, 2, 2, ew, 2, 2, c2))
-        for i in range(n):
-            torch.addmm(self.b1, keys_t[i], self.w1, out=y1)
-            y = y1.view(b * 4, c1)  # rows (i, j, a, b)
-            _scale_to_unit_variance_(y, norm.eps)  # already centred (see _prepare_upscaling)
-            _affine_(y, norm.weight, norm.bias)
-            act1(y)
-            torch.addmm(self.b2, y, self.w2, out=y2)  # columns (a2, b2, channel)
-            act2(y2)
-            # pixels to output order: rows 4i + 2a + a2, columns 4j + 2b + b2
-            y2r.copy_(y2.view(rows, ew, 2, 2, 2, 2, c2).permute(0, 2, 4, 1, 3, 5, 6))
-            torch.mm(hyper[i], y2r.view(b * 16, c2).t(), out=out[i].view(m, b * 16))
+        torch.addmm(self.b1, keys, self.w1, out=y1)
+        y = y1.view(b * 4, c1)  # rows (i, j, a, b)
+        _scale_to_unit_variance_(y, norm.eps)  # already centred (see _prepare_upscaling)
+        _affine_(y, norm.weight, norm.bias)
+        self.act1(y)
+        torch.addmm(self.b2, y, self.w2, out=y2)  # columns (a2, b2, channel)
+        self.act2(y2)
+        # pixels to output order: rows 4i + 2a + a2, columns 4j + 2b + b2
+        out.view(rows, 2, 2, ew, 2, 2, c2).copy_(
+            y2.view(rows, ew, 2, 2, 2, 2, c2).permute(0, 2, 4, 1, 3, 5, 6)
+        )
+
+    # ------------------------------------------------------------------------ HQ mask
+
+    def _prepare_hq(self, hq_features: Tensor) -> None:
+        """``embedding_maskfeature``'s weights and the fused features, laid out for _hq_mask."""
+        conv1, norm, act, conv2 = self.decoder.embedding_maskfeature
+        w1 = conv1.weight
+        b1 = conv1.bias if conv1.bias is not None else w1.new_zeros(w1.shape[0])
+        # centred over output channels: the output is already centred for LayerNorm2d;
+        # channels last, as the input, gives the fast CPU kernel and a channels-last output
+        self.hq_w1 = (w1 - w1.mean(0, keepdim=True)).contiguous(memory_format=torch.channels_last)
+        self.hq_b1 = b1 - b1.mean()
+        self.hq_norm, self.hq_act = norm, _activation(act)
+        self.hq_w2 = conv2.weight.flatten(1)  # (C2, C4 * 9), columns (channel, ky, kx)
+        self.hq_b2 = conv2.bias if conv2.bias is not None else w1.new_zeros(conv2.out_channels)
+        # channels last (4E * 4E, C2)
+        self.hq_fused = hq_features[0].flatten(1).t().contiguous()
+
+    def _hq_mask(
+        self, upscaled: Tensor, hyper_hq: Tensor, hyper_sam: Tensor | None, *, out: Tensor
+    ) -> None:
+        """One prompt's HQ mask (plus SAM's with ``hyper_sam``) into ``out`` (4E, 4E).
+
+        ``upscaled``: (4E, 4E, C2) SAM's upscaled features, channels last.
+        """
+        height, width, c2 = upscaled.shape
+        pixels = height * width
+        conv1 = self.hq_w1
+        z = F.conv2d(upscaled.permute(2, 0, 1)[None], conv1, self.hq_b1, padding=1)
+        z = z[0].permute(1, 2, 0).reshape(pixels, conv1.shape[0])  # no copy if channels last
+        _scale_to_unit_variance_(z, self.hq_norm.eps)  # already centred (see _prepare_hq)
+        _affine_(z, self.hq_norm.weight, self.hq_norm.bias)
+        self.hq_act(z)
+        # h . (conv2(z) + fused) = conv(z, sum_o h_o W2_o) + h . b2 + fused @ h: the folded
+        # convolution as nine per-pixel products (taps), summed shifted by the kernel offsets
+        folded = (hyper_hq @ self.hq_w2).view(conv1.shape[0], 9)
+        taps = torch.mm(folded.t(), z.t(), out=self._buffer("hq_taps", (9, pixels)))
+        flat = out.view(pixels)
+        torch.mv(self.hq_fused, hyper_hq, out=flat).add_(hyper_hq @ self.hq_b2)
+        if hyper_sam is not None:
+            flat.addmv_(upscaled.view(pixels, c2), hyper_sam)
+        taps = taps.view(3, 3, height, width)
+        for ky in range(3):
+            dy = ky - 1
+            for kx in range(3):
+                dx = kx - 1
+                out[max(0, -dy) : height - max(0, dy), max(0, -dx) : width - max(0, dx)] += taps[
+                    ky, kx, max(0, dy) : height + min(0, dy), max(0, dx) : width + min(0, dx)
+                ]

@@ -14,13 +14,15 @@ The SAM mask involved is the one the official forward picks: the single-mask out
 ``multimask_output`` the ambiguity mask with the highest predicted IoU (HQ decoding always
 yields one mask per prompt). The predicted IoU is that SAM mask's.
 
-The work is the official ``MaskDecoderHQ.predict_masks`` (the transformer with the HQ token,
-the fused HQ features); only the selection above, the official forward's last ten lines,
-is written here, to also return which SAM mask was used. The fused HQ features are computed
-once per image (the official forward recomputes them per call); prompts are decoded in
-chunks, because the official code materialises per prompt a copy of the embedding and two
-``(C/8, 4E, 4E)`` maps (about 45 MiB per prompt for a 1024 input). There is no fast path
-(:mod:`rs_sam.models.fast_decoder` serves SAM's plain decoder only).
+The fused HQ features (:func:`hq_features`) are computed once per image, not per call as
+in the official forward; pass them to every :func:`decode_hq` call on the same image. On CPU
+the decoding is :func:`~rs_sam.models.fast_decoder.decode_hq_tokens`, the fast decoder's
+exact reorganisation of SAM's transformer and upscaling with the HQ token as one more output
+token. Elsewhere (GPU, or modules it does not support) it is the official
+``MaskDecoderHQ.predict_masks`` in chunks of prompts (the official code materialises per
+prompt a copy of the embedding and two ``(C/8, 4E, 4E)`` maps, about 45 MiB per prompt for a
+1024 input), followed by the selection above, the official forward's last ten lines, written
+here to also return which SAM mask was used.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from rs_sam.errors import ConfigError
+from rs_sam.models.fast_decoder import decode_hq_tokens, is_hq_supported
 
 __all__ = [
     "DEFAULT_HQ_CHUNK",
@@ -46,8 +49,8 @@ __all__ = [
 HqMode = Literal["off", "add", "only"]
 HQ_MODES: tuple[str, ...] = ("off", "add", "only")
 
-#: Prompts decoded together by ``decode_hq`` (memory: about 45 MiB each for a 64x64
-#: embedding of 256 channels).
+#: Prompts decoded together by ``decode_hq`` (memory for a 64x64 embedding of 256 channels:
+#: about 45 MiB each with the official decoder, 4 MiB with the fast one).
 DEFAULT_HQ_CHUNK = 16
 
 
@@ -106,6 +109,7 @@ def decode_hq(
     multimask_output: bool = False,
     hq: Literal["add", "only"] = "add",
     chunk: int = DEFAULT_HQ_CHUNK,
+    features: Tensor | None = None,
 ) -> HqLogits:
     """HQ-SAM's mask logits of many prompts against one image.
 
@@ -130,6 +134,8 @@ def decode_hq(
             its single mask.
         hq: ``"add"``: SAM's logits + the HQ token's; ``"only"``: the HQ token's alone.
         chunk: prompts decoded together, >= 1.
+        features: ``hq_features(hq_decoder, embedding, interm)``, computed here when None;
+            pass it to decode several batches of prompts against one image.
 
     Returns:
         :class:`HqLogits` with ``N`` rows.
@@ -174,7 +180,22 @@ def decode_hq(
         points=None if points is None else (points, labels), boxes=boxes, masks=None
     )
     image_pe = prompt_encoder.get_dense_pe()
-    fused = hq_features(hq_decoder, embedding, interm)
+    fused = hq_features(hq_decoder, embedding, interm) if features is None else features
+    shared_dense = dense.shape[0] == 1 or dense.stride(0) == 0  # no mask input: no_mask_embed
+    if embedding.device.type == "cpu" and shared_dense and is_hq_supported(hq_decoder):
+        return HqLogits(
+            *decode_hq_tokens(
+                hq_decoder,
+                embedding,
+                image_pe,
+                sparse,
+                dense[:1],
+                fused,
+                multimask_output=multimask_output,
+                hq_token_only=hq == "only",
+                chunk=chunk,
+            )
+        )
     hq_slot = hq_decoder.num_mask_tokens - 1  # SAM's 1 + 3 mask tokens, then the HQ token
     out_logits, out_iou, out_index = [], [], []
     for start in range(0, n, chunk):

@@ -7,10 +7,10 @@ generator, masks stay at the decoder's low resolution (4x the embedding side, 25
 for a 1024 input) and nothing is run-length encoded: filtering (predicted IoU,
 stability), box NMS and everything downstream work on boolean low-resolution masks.
 
-With HQ-SAM (``hq="add"`` or ``"only"``) each point goes through the official HQ decoder
-instead (:func:`~rs_sam.models.hq_decoder.decode_hq`; the fast decoder has no HQ path) and,
-as in HQ-SAM's automatic mask generator, gives one mask: the best-IoU ambiguity mask plus
-the HQ token's logits, or the HQ token's logits alone.
+With HQ-SAM (``hq="add"`` or ``"only"``) each point goes through the HQ decoder instead
+(:func:`~rs_sam.models.hq_decoder.decode_hq`, the fast decoder's HQ path on CPU; the fused HQ
+features are computed once per image) and, as in HQ-SAM's automatic mask generator, gives one
+mask: the best-IoU ambiguity mask plus the HQ token's logits, or the HQ token's logits alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, masks_to_boxes
 
 from rs_sam.models.fast_decoder import decode_points
-from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, is_hq_decoder
+from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, hq_features, is_hq_decoder
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,8 @@ def propose_masks(
         )
     device = embedding.device
     points = point_grid(settings.points_per_side, input_size).to(device)
+    if hq != "off":
+        fused = hq_features(mask_decoder, embedding, interm)  # type: ignore[arg-type]
     kept_masks, kept_scores, kept_stability, kept_logits = [], [], [], []
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
@@ -122,6 +124,7 @@ def propose_masks(
                 points=batch[:, None, :],
                 multimask_output=True,
                 hq=hq,
+                features=fused,
             )
         logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*M, h, w), (B*M,), M = 3 or 1
         stability = stability_score(logits, settings.stability_offset)

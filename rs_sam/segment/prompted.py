@@ -38,7 +38,13 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.grid import ChipWindow
 from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.models.fast_decoder import decode_points
-from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, hq_encoder_error
+from rs_sam.models.hq_decoder import (
+    HQ_MODES,
+    HqMode,
+    decode_hq,
+    hq_encoder_error,
+    hq_features,
+)
 from rs_sam.segment.prompts import Prompt, PromptError
 
 __all__ = [
@@ -223,6 +229,8 @@ def _decode(
         groups[(len(prompt.points), prompt.box is not None)].append(i)
     results: list[tuple[Tensor, Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
     device = embedding.device
+    # HQ-SAM's global-local fusion depends on the image only: once per chip, not per batch
+    features = None if hq_decoder is None else hq_features(hq_decoder, embedding, interm)  # type: ignore[arg-type]
     for (n_points, has_box), members in groups.items():
         multimask_output = multimask == "all" or (n_points == 1 and not has_box)
         for start in range(0, len(members), batch_size):
@@ -246,6 +254,7 @@ def _decode(
                     boxes=boxes,
                     multimask_output=multimask_output,
                     hq=hq,  # type: ignore[arg-type]  # "add" or "only" here
+                    features=features,
                 )
                 indices = index[:, None]
             elif boxes is None:
