@@ -1,5 +1,6 @@
 # Two entry points: `make demo` (install, then detect changes on the sample pair) and
-# `make test`. Both create their own virtual environment in $(VENV).
+# `make test`. Both create their own virtual environment in $(VENV); `make test` also runs
+# the QGIS tests in $(QGIS_VENV) (Debian's Python, which has QGIS) where QGIS is installed.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,8 +10,13 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 OUT ?= examples/output
 # pip extras installed with rs-sam; CI adds `fastsam` (ultralytics, AGPL-3.0) to test FastSAM.
 EXTRAS ?= test
+# QGIS's Python bindings import only in Debian's own Python: its venv sees the system packages.
+# The pins keep Debian's compiled packages working beside numpy 2 (see the README's QGIS part).
+QGIS_PYTHON ?= /usr/bin/python3
+QGIS_VENV ?= .venv-qgis
+QGIS_PINS ?= 'attrs>=23.2' 'matplotlib>=3.9' 'scipy>=1.13'
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-qgis bench clean
 
 install: $(VENV)/.installed
 
@@ -32,9 +38,22 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+	@if $(QGIS_PYTHON) -c 'import qgis.core' 2>/dev/null; then $(MAKE) --no-print-directory test-qgis; \
+	else echo "QGIS tests skipped: $(QGIS_PYTHON) cannot import qgis.core (Debian: apt install python3-qgis)"; fi
+
+$(QGIS_VENV)/.installed: pyproject.toml Makefile
+	$(QGIS_PYTHON) -m venv --system-site-packages $(QGIS_VENV)
+	$(QGIS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(QGIS_VENV)/bin/python -m pip install --quiet $(TORCH)
+	$(QGIS_VENV)/bin/python -m pip install --quiet -e '.[test]' $(QGIS_PINS)
+	touch $@
+
+# The Processing provider inside real headless QGIS.
+test-qgis: $(QGIS_VENV)/.installed
+	$(QGIS_VENV)/bin/python -m pytest -q tests/qgis_provider
 
 bench: install
 	$(BIN)/python benchmarks/detect_change.py
 
 clean:
-	rm -rf $(VENV) $(OUT)
+	rm -rf $(VENV) $(QGIS_VENV) $(OUT)

@@ -26,6 +26,7 @@ from rs_sam.cli.options import (
     verbose_option,
     weights_option,
 )
+from rs_sam.progress import chip_progress
 
 
 @click.command("detect-change")
@@ -171,6 +172,7 @@ def detect_change(
         save_latent=save_latent,
         overwrite=overwrite,
         show_progress=not quiet,
+        on_progress=chip_progress(),
     )
     if not quiet:
         click.echo(result.summary(), err=True)

@@ -6,6 +6,7 @@ import click
 
 from rs_sam import __version__
 from rs_sam.cli.detect_change import detect_change
+from rs_sam.cli.qgis_plugin import qgis
 from rs_sam.cli.sample_data import sample_data
 from rs_sam.cli.segment import sam_objects, segment
 from rs_sam.cli.train import evaluate, train
@@ -25,3 +26,4 @@ cli.add_command(sam_objects)
 cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(weights)
+cli.add_command(qgis)

@@ -25,6 +25,7 @@ from rs_sam.cli.options import (
     verbose_option,
     weights_option,
 )
+from rs_sam.progress import chip_progress
 
 if TYPE_CHECKING:
     from rs_sam.segment.settings import SegmentSettings
@@ -212,6 +213,7 @@ def segment(
             save_probability=save_probability,
             overwrite=overwrite,
             show_progress=not quiet,
+            on_progress=chip_progress(),
         )
     elif mode == "prompt":
         from rs_sam.segment.prompt_segmentation import segment_prompts
@@ -225,12 +227,18 @@ def segment(
             context=context,
             overwrite=overwrite,
             show_progress=not quiet,
+            on_progress=chip_progress(),
         )
     else:
         from rs_sam.segment.anything import segment_anything
 
         result = segment_anything(
-            image, output, settings=settings, overwrite=overwrite, show_progress=not quiet
+            image,
+            output,
+            settings=settings,
+            overwrite=overwrite,
+            show_progress=not quiet,
+            on_progress=chip_progress(),
         )
     if not quiet:
         click.echo(result.summary(), err=True)
@@ -323,6 +331,7 @@ def sam_objects(
         settings=_settings(values),
         overwrite=overwrite,
         show_progress=not quiet,
+        on_progress=chip_progress(),
     )
     if not quiet:
         click.echo(result.summary(), err=True)

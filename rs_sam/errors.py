@@ -59,3 +59,9 @@ class SampleDataNotFoundError(RsSamError, FileNotFoundError):
     """A sample dataset is neither in RS_SAM_DATA_DIR, cached, nor downloadable."""
 
     exit_code = 1
+
+
+class RunCancelled(RsSamError):
+    """The caller (QGIS's cancel button, a progress hook) stopped a run between chips."""
+
+    exit_code = 130  # the shell's code for an interrupted command

@@ -7,15 +7,14 @@ import http.server
 import os
 import tempfile
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.synthetic import ORIGIN, paint_change, texture, write_raster
+from tests.tiny_models import use_tiny_encoders
 
 # ultralytics (the optional FastSAM extra) writes settings into the home folder on import.
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="rs-sam-yolo-"))
@@ -37,23 +36,7 @@ def pair_paths(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def tiny_encoder(monkeypatch: pytest.MonkeyPatch):
     """Make every model load of detect-change and segment build the tiny random configuration."""
-    from rs_sam.change import detect
-    from rs_sam.models.encoders import load_encoder
-    from rs_sam.segment import anything
-
-    @functools.wraps(load_encoder)
-    def load_tiny(name: str, **kwargs):
-        torch.manual_seed(0)  # the same random model in every run
-        kwargs["tiny"] = True
-        kwargs["weights"] = "random"
-        kwargs.pop("checkpoint", None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load_encoder(name, **kwargs)
-
-    for module in (detect, anything):
-        monkeypatch.setattr(module, "load_encoder", load_tiny)
-    return load_tiny
+    return use_tiny_encoders(monkeypatch.setattr)
 
 
 @pytest.fixture

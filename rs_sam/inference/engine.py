@@ -13,11 +13,9 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 from rs_sam.inference.grid import ChipWindow
+from rs_sam.progress import ProgressCallback
 
 R = TypeVar("R")
-
-#: Called after each chip with (chips done, chips in all); raising stops the run.
-ProgressCallback = Callable[[int, int], None]
 
 
 def run_chips(
@@ -29,7 +27,10 @@ def run_chips(
     description: str = "chips",
     on_progress: ProgressCallback | None = None,
 ) -> int:
-    """Compute every chip in order and pass its result to ``sink``; returns the count."""
+    """Compute every chip in order and pass its result to ``sink``; returns the count.
+
+    ``on_progress(done, total)`` is called after each chip; raising there stops the run.
+    """
     with tqdm(total=len(windows), desc=description, unit="chip", disable=not show_progress) as bar:
         for done, window in enumerate(windows, start=1):
             sink(window, compute(window))

@@ -1,0 +1,5 @@
+"""``python -m rs_sam.cli ...``: the ``rs-sam`` command (how QGIS runs it in another Python)."""
+
+from rs_sam.cli.main import cli
+
+cli(prog_name="rs-sam")
