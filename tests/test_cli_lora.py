@@ -11,7 +11,13 @@ import torch
 from click.testing import CliRunner
 
 from rs_sam.cli.main import cli
-from rs_sam.models.lora import LoraSettings, apply_lora, lora_state_dict, save_adapter
+from rs_sam.models.lora import (
+    LoraSettings,
+    apply_lora,
+    decoder_part_prefixes,
+    lora_state_dict,
+    save_adapter,
+)
 
 
 def _adapter(path: Path, tiny_encoder, name: str = "mobile_sam") -> Path:
@@ -56,6 +62,35 @@ def test_segment_with_lora_merged_or_not(tmp_path: Path, pair_paths, tiny_encode
         "score"
     ].to_numpy() == pytest.approx(outputs["lora"]["score"].to_numpy(), abs=1e-4)
     assert differs  # the adapter changes the encoder
+
+
+def test_segment_loads_the_decoder_parts_of_an_adapter(
+    tmp_path: Path, pair_paths, tiny_encoder
+) -> None:
+    """An adapter whose LoRA is still zero but whose decoder parts trained changes the masks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        encoder = tiny_encoder("mobile_sam", weights="random")
+    apply_lora(encoder, LoraSettings(rank=2))
+    prefixes = decoder_part_prefixes(encoder, ["output_upscaling", "output_hypernetworks_mlps"])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, value in encoder.sam.named_parameters():
+            if key.startswith(prefixes):
+                value.add_(torch.randn(value.shape, generator=generator) * 0.5)
+    adapter = save_adapter(tmp_path / "parts.pt", encoder, extra_prefixes=prefixes)
+    outputs = {}
+    for name, extra in (("plain", ()), ("lora", ("--lora", adapter)),
+                        ("merged", ("--lora", adapter, "--merge-lora"))):  # fmt: skip
+        out = tmp_path / f"{name}.gpkg"
+        code, text = run("segment", pair_paths[0], "-o", out, *SEGMENT, *extra)
+        assert code == 0, text
+        outputs[name] = gpd.read_file(out)
+    assert outputs["lora"]["score"].to_numpy() == pytest.approx(
+        outputs["merged"]["score"].to_numpy(), abs=1e-4
+    )
+    plain, lora = outputs["plain"]["score"].to_numpy(), outputs["lora"]["score"].to_numpy()
+    assert len(plain) != len(lora) or not plain == pytest.approx(lora, abs=1e-4)
 
 
 def test_adapter_for_another_encoder_is_refused(tmp_path: Path, pair_paths, tiny_encoder) -> None:

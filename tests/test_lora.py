@@ -23,6 +23,8 @@ from rs_sam.models.lora import (
     LoraSettings,
     apply_lora,
     count_lora_parameters,
+    decoder_part_prefixes,
+    decoder_parts,
     embed_trainable,
     encode_trainable,
     load_adapter,
@@ -318,6 +320,67 @@ def test_extra_prefixes_and_stage_two(tmp_path: Path) -> None:
         fresh.prompt_encoder.point_embeddings[0].weight,
         encoder.prompt_encoder.point_embeddings[0].weight,
     )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decoder_parts_train_in_full_and_travel_in_the_adapter(tmp_path: Path, name: str) -> None:
+    encoder = build(name)
+    assert decoder_parts(encoder) == (
+        "transformer",
+        "iou_token",
+        "mask_tokens",
+        "output_upscaling",
+        "output_hypernetworks_mlps",
+        "iou_prediction_head",
+    )
+    apply_lora(encoder, LoraSettings(decoder=True))
+    parts = ("output_upscaling", "output_hypernetworks_mlps")
+    prefixes = decoder_part_prefixes(encoder, parts)
+    assert prefixes == ("mask_decoder.output_upscaling.", "mask_decoder.output_hypernetworks_mlps.")
+    info = set_trainable(encoder, extra_prefixes=prefixes)
+    trainable = {n for n, p in encoder.sam.named_parameters() if p.requires_grad}
+    in_parts = {n for n, _ in encoder.sam.named_parameters() if n.startswith(prefixes)}
+    assert in_parts and in_parts <= trainable
+    assert all(".lora_" in n for n in trainable - in_parts)  # the rest: LoRA only
+    assert info.trainable == sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+
+    perturb_lora(encoder)
+    with torch.no_grad():  # as training would change them
+        for n, param in encoder.sam.named_parameters():
+            if n.startswith(prefixes):
+                param.add_(0.05 * torch.randn_like(param))
+    path = save_adapter(tmp_path / "parts.pt", encoder, extra_prefixes=prefixes)
+    assert read_adapter_metadata(path)["extra_prefixes"] == list(prefixes)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert in_parts <= set(saved)
+    assert all(k in in_parts or ".lora_" in k for k in saved)  # nothing else of the base
+    embedding = encoder.embed(images())
+    expected = decode(encoder, embedding)
+
+    fresh = build(name)
+    before = decode(fresh, fresh.embed(images()))
+    load_adapter(path, fresh)
+    own = fresh.sam.state_dict()
+    assert all(torch.equal(own[k], saved[k]) for k in in_parts)
+    got = fresh.embed(images())
+    assert torch.equal(got, embedding)
+    assert torch.equal(decode(fresh, got), expected)
+    assert not torch.allclose(before, expected)
+    merge_lora(fresh)  # the parts are plain weights: merging keeps them
+    assert torch.allclose(decode(fresh, fresh.embed(images())), expected, atol=1e-5)
+
+
+def test_decoder_parts_validation() -> None:
+    encoder = build("sam_vit_b")
+    with pytest.raises(ConfigError, match="'output_upscale' is not a part") as err:
+        decoder_part_prefixes(encoder, ["output_upscale"])
+    assert_one_line(err)
+    assert "valid: transformer, iou_token" in str(err.value)
+    with pytest.raises(ConfigError, match="twice"):
+        decoder_part_prefixes(encoder, ["mask_tokens", "mask_tokens"])
+    with pytest.raises(ConfigError, match="list of names"):
+        decoder_part_prefixes(encoder, "output_upscaling")
+    assert decoder_part_prefixes(encoder, []) == ()
 
 
 def test_other_encoder_name_refused(tmp_path: Path) -> None:

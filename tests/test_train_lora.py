@@ -28,6 +28,7 @@ from rs_sam.training.checkpoint import read_head_checkpoint
 from rs_sam.training.config import check_arguments, load_config, trainer_arguments
 from rs_sam.training.lora_task import (
     LoraTask,
+    base_digest,
     confusion_counts,
     multimask_dice_loss,
     prompts_from_masks,
@@ -131,6 +132,20 @@ def stage1(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return tmp_path / "stage1"
 
 
+PARTS = ["output_upscaling", "output_hypernetworks_mlps"]
+PART_PREFIXES = [f"mask_decoder.{p}." for p in PARTS]
+
+
+@pytest.fixture(scope="module")
+def stage1_parts(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A stage-1 CLI run that also trains two parts of the mask decoder in full."""
+    tmp_path = tmp_path_factory.mktemp("lora-stage1-parts")
+    config = _config(tmp_path, "stage1", data_root, decoder=True, decoder_parts=PARTS)
+    code, text = run("train", "lora", "--config", config, "-q")
+    assert code == 0, text
+    return tmp_path / "stage1"
+
+
 # ----------------------------------------------------------------------------- stage 1
 
 
@@ -167,6 +182,43 @@ def test_stage1_trains_only_the_lora() -> None:
     trainable = [n for n, p in task.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_" in n and ".image_encoder." in n for n in trainable)
     assert "trainable parameters" in task.summary()
+
+
+def test_stage1_decoder_parts_train_in_full_and_travel_in_the_adapter(stage1_parts: Path) -> None:
+    lightning.seed_everything(0, verbose=False)
+    task = LoraTask(**TINY, chip_size=48, decoder=True, decoder_parts=PARTS)
+    prefixes = tuple("model.encoder.sam." + p for p in PART_PREFIXES)
+    trainable = {n for n, p in task.named_parameters() if p.requires_grad}
+    in_parts = {n for n, _ in task.named_parameters() if n.startswith(prefixes)}
+    assert in_parts and in_parts <= trainable
+    assert all(".lora_" in n for n in trainable - in_parts)
+    assert "output_upscaling, output_hypernetworks_mlps" in task.summary()
+
+    adapter = stage1_parts / "adapter.pt"
+    record = read_adapter_metadata(adapter)
+    assert record["extra_prefixes"] == PART_PREFIXES
+    assert record["metadata"]["stage"] == 1 and record["metadata"]["decoder_parts"] == PARTS
+    saved = _adapter_tensors(adapter)
+    parts = {k: v for k, v in saved.items() if k.startswith(tuple(PART_PREFIXES))}
+    assert parts and all(k in parts or ".lora_" in k for k in saved)  # LoRA + the parts only
+    stored = sum(v.numel() * v.element_size() for v in saved.values())
+    assert adapter.stat().st_size < stored + 100_000  # those tensors and a small record
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lightning.seed_everything(0, verbose=False)  # the seed the run built its encoder with
+        fresh = load_encoder("mobile_sam", weights="random", tiny=True)
+    assert base_digest(fresh) == record["metadata"]["base_digest"]  # the run's base weights
+    base = fresh.sam.state_dict()
+    assert any(not torch.equal(base[k], v) for k, v in parts.items())  # they trained
+    load_adapter(adapter, fresh)
+    own = fresh.sam.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in parts.items())  # reloaded identically
+
+
+def test_unknown_decoder_part_is_a_one_line_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model\.decoder_parts: 'heads' is not a part") as err:
+        LoraTask(**TINY, chip_size=48, decoder_parts=["heads"])
+    assert "\n" not in str(err.value) and "valid: transformer, iou_token" in str(err.value)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -277,6 +329,56 @@ def test_stage2_trains_prompt_encoder_and_decoder_lora(
         or (n.startswith(prefix + "mask_decoder.") and ".lora_" in n)
         for n in trainable
     )
+
+
+def test_stage2_accepts_a_stage1_adapter_with_decoder_parts(
+    stage1_parts: Path, data_root: Path, tmp_path: Path
+) -> None:
+    stage1_adapter = stage1_parts / "adapter.pt"
+    config = _config(
+        tmp_path, "stage2", data_root, stage=2, stage1_adapter=str(stage1_adapter), max_prompts=2
+    )
+    code, text = run("train", "lora", "--config", config, "-q")
+    assert code == 0, text
+    adapter = tmp_path / "stage2" / "adapter.pt"
+    record = read_adapter_metadata(adapter)
+    assert record["extra_prefixes"] == ["prompt_encoder.", *PART_PREFIXES]
+    assert record["metadata"]["stage"] == 2 and record["metadata"]["decoder_parts"] == PARTS
+    before, after = _adapter_tensors(stage1_adapter), _adapter_tensors(adapter)
+    parts = [k for k in before if k.startswith(tuple(PART_PREFIXES))]
+    assert parts and set(parts) <= set(after)
+    assert any(not torch.equal(before[k], after[k]) for k in parts)  # they keep training
+
+    lightning.seed_everything(0, verbose=False)
+    with pytest.raises(ConfigError, match="stage-2 adapter") as err:
+        LoraTask(**TINY, target="building", stage=2, stage1_adapter=str(adapter))
+    assert "\n" not in str(err.value)
+    lightning.seed_everything(0, verbose=False)
+    with pytest.raises(ConfigError, match=r"decoder_parts=\['output_upscaling'\]: remove it"):
+        LoraTask(
+            **TINY,
+            target="building",
+            stage=2,
+            stage1_adapter=str(stage1_adapter),
+            decoder_parts=["output_upscaling"],
+        )
+    lightning.seed_everything(0, verbose=False)
+    task = LoraTask(
+        **TINY,
+        target="building",
+        stage=2,
+        stage1_adapter=str(stage1_adapter),
+        decoder_parts=PARTS,  # the same parts may be repeated
+    )
+    assert task.decoder_parts == tuple(PARTS)
+    trainable = {n for n, p in task.named_parameters() if p.requires_grad}
+    prefix = "model.encoder.sam."
+    assert all(
+        n.startswith((prefix + "prompt_encoder.", *(prefix + p for p in PART_PREFIXES)))
+        or (n.startswith(prefix + "mask_decoder.") and ".lora_" in n)
+        for n in trainable
+    )
+    assert any(n.startswith(prefix + PART_PREFIXES[0]) for n in trainable)
 
 
 def test_stage2_without_stage1_adapter_is_a_one_line_config_error(

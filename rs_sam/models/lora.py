@@ -39,6 +39,10 @@ applied) but run under ``torch.no_grad()`` as the frozen-encoder contract says. 
 :func:`encode_trainable` / :func:`embed_trainable`, the same computation with autograd on.
 ``encoder.freeze()`` freezes LoRA too; :func:`set_trainable` unfreezes what should train (SamLP
 stage 2: ``set_trainable(encoder, image_encoder=False, extra_prefixes=("prompt_encoder.",))``).
+Whole parts of the mask decoder can train beside the LoRA (as SAMed fine-tunes its decoder):
+:func:`decoder_part_prefixes` turns names such as ``output_hypernetworks_mlps`` into such
+prefixes; :func:`save_adapter` then saves those tensors too and :func:`load_adapter` restores
+them.
 
 Adapter files
 -------------
@@ -529,6 +533,48 @@ def _check_prefixes(sam: nn.Module, prefixes: Iterable[str]) -> tuple[str, ...]:
     return checked
 
 
+def decoder_parts(encoder: FrozenEncoder) -> tuple[str, ...]:
+    """Names of the mask decoder's parts that hold parameters, in the decoder's order.
+
+    For SAM and MobileSAM: ``transformer``, ``iou_token``, ``mask_tokens``,
+    ``output_upscaling``, ``output_hypernetworks_mlps``, ``iou_prediction_head``. These are what
+    :func:`decoder_part_prefixes` accepts.
+    """
+    decoder = _sam(encoder).mask_decoder
+    return tuple(
+        name for name, child in decoder.named_children() if any(True for _ in child.parameters())
+    )
+
+
+def decoder_part_prefixes(encoder: FrozenEncoder, parts: Iterable[str]) -> tuple[str, ...]:
+    """``extra_prefixes`` that train (and save) whole parts of the mask decoder.
+
+    ``("output_upscaling", "output_hypernetworks_mlps")`` gives
+    ``("mask_decoder.output_upscaling.", "mask_decoder.output_hypernetworks_mlps.")``, for
+    :func:`set_trainable`, :func:`lora_state_dict` and :func:`save_adapter`.
+
+    Raises:
+        ConfigError: Not a list of names, a name listed twice, or a name that is not a part of
+            the mask decoder (the message lists the valid ones).
+    """
+    if isinstance(parts, str) or not isinstance(parts, Iterable):
+        raise ConfigError(
+            f"decoder parts {parts!r} must be a list of names such as "
+            "['output_upscaling', 'output_hypernetworks_mlps']"
+        )
+    names = list(parts)
+    valid = decoder_parts(encoder)
+    unknown = [n for n in names if not isinstance(n, str) or n not in valid]
+    if unknown:
+        raise ConfigError(
+            f"{', '.join(map(repr, unknown))} is not a part of the mask decoder; "
+            f"valid: {', '.join(valid)}"
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"decoder parts {names!r} list a part twice; list each once")
+    return tuple(f"{_SAM_PARTS[2]}{name}." for name in names)
+
+
 def count_lora_parameters(encoder: FrozenEncoder) -> LoraInfo:
     """LoRA, trainable and total parameter counts of ``encoder`` (zeros when it has no LoRA)."""
     sam = _sam(encoder)
@@ -935,6 +981,8 @@ __all__ = [
     "LoraSettings",
     "apply_lora",
     "count_lora_parameters",
+    "decoder_part_prefixes",
+    "decoder_parts",
     "embed_trainable",
     "encode_trainable",
     "load_adapter",

@@ -6,8 +6,13 @@ SamLP (Ding et al. 2024) adapts SAM to one kind of object in two stages:
   ``decoder: true`` also on the mask decoder's attention), trained with the Dice loss averaged
   over the decoder's THREE multimask outputs, with no prompt at all: the prompt encoder's
   "no prompt" embedding (``prompt_encoder(points=None, boxes=None, masks=None)``).
+  ``decoder_parts`` (e.g. ``[output_upscaling, output_hypernetworks_mlps]``) also trains those
+  parts of the mask decoder in full, as SAMed fine-tunes its decoder; they are saved in the
+  adapter. With random base weights this is what lets the tiny demo learn at all: the frozen
+  random mask heads cannot turn adapted features into a building mask.
 * **Stage 2** ("promptable fine-tuning"): the stage-1 adapter is loaded and the image encoder
-  and its LoRA are frozen; the prompt encoder (in full) and the mask decoder's LoRA train.
+  and its LoRA are frozen; the prompt encoder (in full) and the mask decoder's LoRA train (and
+  the stage-1 ``decoder_parts``, if any).
   Pass 0 decodes without prompts; pass ``i`` (1..``iterations``) decodes with prompts taken
   from pass ``i - 1``'s first mask (> 0): per connected region of it (``prompt: regions``,
   at most ``max_prompts``, the largest first) or for the whole mask (``prompt: mask``), a box
@@ -22,10 +27,11 @@ last pass in stage 2), ``val/dice_best3``/``val/iou_best3`` of the best of the t
 chip (an oracle choice), ``val/loss``, and in stage 2 ``val/dice_unprompted`` (pass 0).
 
 Checkpoints: Lightning's ``last.ckpt``/``best.ckpt`` carry :class:`HeadMetadata` with
-``task="lora"``; with official weights they hold only the LoRA (and, in stage 2, the prompt
-encoder) tensors. :meth:`LoraTask.export_adapter` writes the small adapter file
-(:func:`~rs_sam.models.lora.save_adapter`) that ``rs-sam segment --lora`` loads; ``rs-sam train
-lora`` writes ``<run>/adapter.pt`` from ``best.ckpt`` at the end of a run.
+``task="lora"``; with official weights they hold only the LoRA tensors and the parts trained
+in full (``decoder_parts``; in stage 2 the prompt encoder too). :meth:`LoraTask.export_adapter`
+writes the small adapter file (:func:`~rs_sam.models.lora.save_adapter`) that ``rs-sam segment
+--lora`` loads; ``rs-sam train lora`` writes ``<run>/adapter.pt`` from ``best.ckpt`` at the end
+of a run.
 
 Random base weights (tests, demos) cannot be rebuilt from a name: the adapter's metadata then
 records ``base_digest`` (sha256 of the base weights), and stage 2 refuses a stage-1 adapter
@@ -53,6 +59,7 @@ from rs_sam.models.lora import (
     LoraSettings,
     apply_lora,
     count_lora_parameters,
+    decoder_part_prefixes,
     embed_trainable,
     load_adapter,
     read_adapter_metadata,
@@ -72,6 +79,7 @@ log = logging.getLogger(__name__)
 
 IGNORE = 255
 STAGE2_PREFIXES = ("prompt_encoder.",)
+_DECODER = "mask_decoder."
 _LORA_DEFAULTS = LoraSettings()  # SamLP: rank 2, q and v, no dropout, image encoder only
 _SMOOTH = 1.0
 
@@ -304,6 +312,7 @@ class LoraTask(HeadTask):
         dropout: float | None = None,
         targets: list[str] | None = None,
         decoder: bool | None = None,
+        decoder_parts: list[str] | None = None,
         stage: Literal[1, 2] = 1,
         stage1_adapter: str | None = None,
         iterations: int | None = None,
@@ -330,6 +339,11 @@ class LoraTask(HeadTask):
             rank, alpha, dropout, targets, decoder: :class:`~rs_sam.models.lora.LoraSettings`
                 (stage 1; unset = SamLP's rank 2 on q and v, image encoder only). Stage 2
                 takes them from ``stage1_adapter``; values given must agree with it.
+            decoder_parts: Parts of the mask decoder trained IN FULL beside the LoRA in
+                stage 1 (e.g. ``[output_upscaling, output_hypernetworks_mlps]``, as SAMed
+                fine-tunes its decoder; see :func:`~rs_sam.models.lora.decoder_parts`); they
+                are saved in the adapter. Stage 2 takes them from ``stage1_adapter`` and keeps
+                training them with the mask decoder's LoRA.
             stage: 1 or 2 (see the module docstring).
             stage1_adapter: The stage-1 ``adapter.pt`` (stage 2 only; trained with
                 ``decoder: true``).
@@ -411,28 +425,44 @@ class LoraTask(HeadTask):
         self.stage1_record: dict[str, Any] | None = None
         if hp.stage == 1:
             settings = LoraSettings(**{**_LORA_DEFAULTS.to_dict(), **given})
+            parts = _part_prefixes(encoder, hp.decoder_parts)
             apply_lora(encoder, settings)
-            self.extra_prefixes: tuple[str, ...] = ()
+            self.extra_prefixes: tuple[str, ...] = parts
+            set_trainable(encoder, extra_prefixes=parts)
         else:
-            settings = self._load_stage1(encoder, given)
-            self.extra_prefixes = STAGE2_PREFIXES
+            settings, parts = self._load_stage1(encoder, given)
+            self.extra_prefixes = (*STAGE2_PREFIXES, *parts)
             set_trainable(
                 encoder, image_encoder=False, mask_decoder=True, extra_prefixes=self.extra_prefixes
             )
+        self.decoder_parts = tuple(p[len(_DECODER) : -1] for p in parts)
         self.lora = settings
         self.model = LoraSam(encoder)
 
-    def _load_stage1(self, encoder: FrozenEncoder, given: dict[str, Any]) -> LoraSettings:
+    def _load_stage1(
+        self, encoder: FrozenEncoder, given: dict[str, Any]
+    ) -> tuple[LoraSettings, tuple[str, ...]]:
+        """Load the stage-1 adapter: its LoRA settings and the decoder parts it trained."""
         hp = self.hparams
         path = Path(hp.stage1_adapter)
         record = read_adapter_metadata(path)
-        settings = load_adapter(path, encoder, base_checkpoint=hp.checkpoint)
-        if record.get("extra_prefixes"):
-            raise ConfigError(
-                f"{path.name} is a stage-2 adapter (it carries "
-                f"{', '.join(record['extra_prefixes'])}); pass the stage-1 adapter.pt"
-            )
         metadata = record.get("metadata") or {}
+        prefixes = [p for p in record.get("extra_prefixes") or [] if isinstance(p, str)]
+        stage = metadata.get("stage")
+        if stage is None:  # not written by LoraTask: a prompt encoder means stage 2
+            stage = 2 if any(p.startswith(STAGE2_PREFIXES) for p in prefixes) else 1
+        if stage != 1:
+            raise ConfigError(
+                f"{path.name} is a stage-{stage} adapter; pass the adapter.pt of a stage-1 run"
+            )
+        parts = tuple(p for p in prefixes if p.startswith(_DECODER))
+        if hp.decoder_parts is not None and _part_prefixes(encoder, hp.decoder_parts) != parts:
+            raise ConfigError(
+                f"stage 2 takes its decoder parts from {path.name} "
+                f"({[p[len(_DECODER) : -1] for p in parts]}); the config sets "
+                f"decoder_parts={list(hp.decoder_parts)!r}: remove it"
+            )
+        settings = load_adapter(path, encoder, base_checkpoint=hp.checkpoint)
         recorded = metadata.get("base_digest")
         if self.base_digest is not None and recorded is not None and recorded != self.base_digest:
             raise ConfigError(
@@ -459,7 +489,7 @@ class LoraTask(HeadTask):
                 "with model.decoder: true"
             )
         self.stage1_record = record
-        return settings
+        return settings, parts
 
     # ------------------------------------------------------------------ description
     @property
@@ -475,6 +505,8 @@ class LoraTask(HeadTask):
             if self.hparams.stage == 1
             else "mask-decoder LoRA + prompt encoder"
         )
+        if self.decoder_parts:
+            trained += " + mask decoder's " + ", ".join(self.decoder_parts)
         return (
             f"LoRA stage {self.hparams.stage} on {self.hparams.encoder} (rank {self.lora.rank}, "
             f"{'/'.join(self.lora.targets)}): {info.trainable:,} trainable parameters "
@@ -513,6 +545,7 @@ class LoraTask(HeadTask):
             "output_mask": hp.output_mask,
             "normalisation": "uint8 as is; other types: a 2-98 percentile stretch per band",
             "base_digest": self.base_digest,
+            "decoder_parts": list(self.decoder_parts),
         }
         if hp.stage == 2:
             values["iterations"] = self.iterations
@@ -537,7 +570,7 @@ class LoraTask(HeadTask):
         checkpoint: str | Path | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Path:
-        """Write the adapter file (LoRA, plus the prompt encoder in stage 2).
+        """Write the adapter file (LoRA, the ``decoder_parts``, and the prompt encoder in stage 2).
 
         Args:
             path: Output ``.pt`` (its folder must exist).
@@ -562,7 +595,7 @@ class LoraTask(HeadTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Official base weights are rebuilt from the registry: keep only what LoRA training
-        # changed (LoRA tensors; the prompt encoder in stage 2). Random ones stay in full.
+        # changed (LoRA, decoder_parts; the prompt encoder in stage 2). Random ones stay in full.
         if self.encoder_rebuildable():
             prefix = "model.encoder.sam."
             extra = tuple(prefix + p for p in self.extra_prefixes)
@@ -681,6 +714,16 @@ def _best_of(preds: Tensor, mask: Tensor) -> Tensor:
     dice = torch.where(2 * tp + wrong > 0, 2 * tp / (2 * tp + wrong).clamp(min=1), 1.0)
     best = dice.argmax(1)
     return preds[torch.arange(preds.shape[0]), best]
+
+
+def _part_prefixes(encoder: FrozenEncoder, parts: Any) -> tuple[str, ...]:
+    """``model.decoder_parts`` as ``extra_prefixes`` (None: none), with one-line errors."""
+    if parts is None:
+        return ()
+    try:
+        return decoder_part_prefixes(encoder, parts)
+    except ConfigError as err:
+        raise ConfigError(f"model.decoder_parts: {err}") from err
 
 
 def _is_lora_name(name: str) -> bool:
