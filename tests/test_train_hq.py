@@ -446,3 +446,29 @@ def test_shipped_hq_configs_are_valid(path: Path, monkeypatch, tmp_path: Path) -
     trainer_arguments(values["trainer"])
     data = MaskDataModule(**values["data"])
     assert data.target == "building"
+
+
+def test_a_mask_raster_on_another_grid_is_a_one_line_cli_error(tmp_path: Path) -> None:
+    """`rs-sam train hq` (and lora: the same data module) refuses a label raster off the
+    image's grid before any training, with the fix in one line."""
+    from affine import Affine
+    from click.testing import CliRunner
+
+    from rs_sam.cli.main import cli
+    from tests.synthetic import ORIGIN, write_raster
+
+    image = write_raster(tmp_path / "image.tif", np.full((3, 64, 64), 90, np.uint8))
+    shifted = ORIGIN * Affine.translation(8, 0)  # 8 pixels east of the image
+    label = write_raster(tmp_path / "label.tif", np.ones((1, 64, 64), np.uint8),
+                         transform=shifted)  # fmt: skip
+    config = yaml.safe_load(_config(tmp_path, tmp_path).read_text())
+    source = {"layout": "raster", "image": str(image), "label": str(label)}
+    config["data"]["train"] = config["data"]["val"] = [source]
+    config["data"]["classes"] = {"classes": [{"name": "ground"}, {"name": "building"}]}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(cli, ["train", "hq", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("Error: ") and "label.tif is not on the grid of" in message
+    assert not (tmp_path / "run").exists()

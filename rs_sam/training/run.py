@@ -157,6 +157,7 @@ def train(
         sha256 = loaded.features_sha256 if loaded is not None else task.encoder_sha256
         data.attach_encoder(encoder, encoder_sha256=sha256)
 
+    data.setup("fit")  # bad data fails here, before the run folder is created
     best = ModelCheckpoint(
         dirpath=checkpoint_dir,
         filename="best",
