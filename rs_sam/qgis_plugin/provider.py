@@ -67,7 +67,7 @@ def _setting(name: str) -> str | None:
         from processing.core.ProcessingConfig import ProcessingConfig
     except ImportError:  # Processing plugin not loaded
         return None
-    value = ProcessingConfig.getSetting(name)
+    value = ProcessingConfig.getSetting(name, readable=True)  # a choice's text, not its index
     return str(value) if value else None
 
 

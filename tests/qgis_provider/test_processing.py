@@ -32,6 +32,7 @@ from qgis.core import (
 )
 
 from rs_sam.cli.main import cli
+from rs_sam.qgis_plugin.runner import MODES, RunSettings
 from tests.synthetic import write_raster
 from tests.test_qgis_plugin_runner import leftovers, tiny_python
 
@@ -263,3 +264,44 @@ def test_no_partial_file_from_a_failed_run(provider, tmp_path: Path) -> None:
     with pytest.raises(QgsProcessingException):
         run("segment", {"INPUT": str(image), **SAM_FAST, "OUTPUT": str(tmp_path / "o.gpkg")})
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_semantic_segmentation_with_a_trained_model(provider, tmp_path: Path) -> None:
+    """SEGMENT with MODEL: a tiny UNetFormer trained here, classes as polygons and raster."""
+    from tests.synthetic import texture
+    from tests.test_train_segment import _config
+
+    trained = CliRunner().invoke(cli, ["train", "segment", "--config", str(_config(tmp_path)),
+                                       "-q"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    model = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    image = write_raster(tmp_path / "image.tif",
+                         (texture(100, 90, seed=3) * 60 + 100).astype(np.uint8))  # fmt: skip
+    result = run("segment", {"INPUT": str(image), "MODEL": str(model), "OVERLAP": 16,
+                             "OUTPUT": "TEMPORARY_OUTPUT",
+                             "SAVE_CLASSES": str(tmp_path / "classes.tif")})  # fmt: skip
+    crs, count, fields = vector_summary(result["OUTPUT"])
+    assert crs == "EPSG:32633" and count > 0
+    assert {"class_id", "class_name", "area_m2", "score_mean"} <= set(fields)
+    classes = QgsRasterLayer(result["SAVE_CLASSES"], "classes")
+    assert classes.isValid() and (classes.width(), classes.height()) == (90, 100)
+    del classes
+
+
+def test_run_settings_come_from_the_processing_options(provider, monkeypatch) -> None:
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    from rs_sam.qgis_plugin.provider import run_settings
+
+    monkeypatch.delenv("RS_SAM_PYTHON", raising=False)
+    monkeypatch.delenv("RS_SAM_RUN_MODE", raising=False)
+    ProcessingConfig.setSettingValue("RS_SAM_PYTHON", sys.executable)  # must exist
+    ProcessingConfig.setSettingValue("RS_SAM_RUN_MODE", MODES.index("subprocess"))
+    try:
+        assert run_settings() == RunSettings("subprocess", sys.executable)
+        monkeypatch.setenv("RS_SAM_PYTHON", "/env/python")  # the environment wins
+        assert run_settings().python == "/env/python"
+    finally:
+        ProcessingConfig.setSettingValue("RS_SAM_PYTHON", "")
+        ProcessingConfig.setSettingValue("RS_SAM_RUN_MODE", MODES.index("auto"))
+    assert run_settings() == RunSettings("auto", "/env/python")
