@@ -185,3 +185,21 @@ def test_chip_progress_feeds_the_hook_and_the_lines(monkeypatch, capsys) -> None
     monkeypatch.setenv(progress.PROGRESS_ENV, "json")
     with pytest.raises(ConfigError, match="RS_SAM_PROGRESS='json' is not supported"):
         progress.chip_progress()
+
+
+def test_plugin_metadata_and_no_folder_shadowing_qgis() -> None:
+    import configparser
+
+    import rs_sam
+    from rs_sam.qgis_profile import plugin_source
+
+    metadata = configparser.ConfigParser()
+    metadata.read(plugin_source() / "metadata.txt", encoding="utf-8")
+    general = metadata["general"]
+    assert general["hasProcessingProvider"] == "yes"
+    assert general["version"] == rs_sam.__version__
+    assert (plugin_source() / general["icon"]).is_file()
+    root = Path(__file__).resolve().parents[1]
+    folders = ("rs_sam", "cli", "tests", "examples", "benchmarks", "configs")
+    shadowing = [p for folder in folders for p in (root / folder).rglob("qgis") if p.is_dir()]
+    assert shadowing == []  # a folder named qgis would shadow QGIS's own package
