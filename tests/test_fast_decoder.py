@@ -212,3 +212,22 @@ def test_bad_shapes_raise(small):
         decode_points(
             prompt_encoder, mask_decoder, embedding, torch.zeros(3, 1, 2), torch.ones(3, 2)
         )
+
+
+def test_unmerged_decoder_lora_takes_the_official_path(small) -> None:
+    """peft's LoRA on the decoder's attention wraps q_proj/v_proj: their .weight is only the
+    base weight, so the fast path must not read it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    prompt_encoder, mask_decoder, embedding = small
+    config = LoraConfig(
+        r=2, lora_alpha=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    inject_adapter_in_model(config, mask_decoder)
+    mask_decoder.eval()
+    assert not is_supported(prompt_encoder, mask_decoder)
+    points, labels = _prompts(4, 1, 256, seed=9)
+    expected = _official(prompt_encoder, mask_decoder, embedding, points, labels, True)
+    actual = decode_points(prompt_encoder, mask_decoder, embedding, points, labels)
+    torch.testing.assert_close(actual[0], expected[0])
+    torch.testing.assert_close(actual[1], expected[1])

@@ -265,6 +265,17 @@ def _is_official(module: nn.Module, cls: type) -> bool:
     return (kind.__module__, kind.__qualname__) == (hq_module, cls.__qualname__)
 
 
+def _plain_modules(root: nn.Module) -> bool:
+    """Only ``torch.nn`` and official SAM classes below ``root``.
+
+    The fast path reads the layers' weights directly; a wrapper such as peft's unmerged LoRA
+    ``Linear`` changes what its layer computes and must take the official forward.
+    """
+    return all(
+        type(m).__module__.startswith(("torch.nn.", "segment_anything")) for m in root.modules()
+    )
+
+
 def _sam_part_supported(decoder: Any) -> bool:
     """Whether a ``MaskDecoder``'s or ``MaskDecoderHQ``'s SAM part is what the fast path computes.
 
@@ -274,6 +285,8 @@ def _sam_part_supported(decoder: Any) -> bool:
     if not _is_official(tr, TwoWayTransformer) or not _is_official(
         tr.final_attn_token_to_image, Attention
     ):
+        return False
+    if not _plain_modules(tr):
         return False
     if len(tr.layers) == 0:
         return False
