@@ -2,4 +2,5 @@
 
 from rs_sam.cli.main import cli
 
-cli(prog_name="rs-sam")
+if __name__ == "__main__":  # not again in spawned worker processes
+    cli(prog_name="rs-sam")

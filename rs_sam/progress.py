@@ -8,20 +8,27 @@ exception raised there stops the run before any output is finalised. The CLI pas
   hook sets the progress bar and raises :class:`~rs_sam.errors.RunCancelled` on cancel), and
 * with ``RS_SAM_PROGRESS=lines`` in the environment, a line ``rs-sam-progress DONE TOTAL``
   on stderr (a parent process running ``python -m rs_sam.cli``: QGIS with a configured
-  interpreter reads these lines and kills the child on cancel).
+  interpreter reads these lines), and
+* with ``RS_SAM_CANCEL_FILE`` set, a check after each chip: once that file exists the run
+  stops with :class:`~rs_sam.errors.RunCancelled` (how that parent cancels, between chips).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
+
+from rs_sam.errors import ConfigError, RunCancelled
 
 ProgressCallback = Callable[[int, int], None]
 
 PROGRESS_ENV = "RS_SAM_PROGRESS"
+CANCEL_FILE_ENV = "RS_SAM_CANCEL_FILE"
 LINE_PREFIX = "rs-sam-progress"
 
 _hook: ContextVar[ProgressCallback | None] = ContextVar("rs_sam_progress_hook", default=None)
@@ -57,16 +64,22 @@ def _print_line(done: int, total: int) -> None:
     print(format_line(done, total), file=sys.stderr, flush=True)
 
 
+def _stop_if_exists(cancel_file: Path, done: int, total: int) -> None:
+    if cancel_file.exists():
+        raise RunCancelled(f"cancelled after {done} of {total} chips; no output was written")
+
+
 def chip_progress() -> ProgressCallback | None:
-    """The ``on_progress`` a CLI command passes on: the installed hook and/or stderr lines."""
+    """The ``on_progress`` a CLI command passes on: hook, stderr lines, cancel file."""
     targets = [hook for hook in (_hook.get(),) if hook is not None]
     mode = os.environ.get(PROGRESS_ENV, "")
     if mode == "lines":
         targets.append(_print_line)
     elif mode:
-        from rs_sam.errors import ConfigError
-
         raise ConfigError(f"{PROGRESS_ENV}={mode!r} is not supported; use 'lines' or unset it")
+    cancel_file = os.environ.get(CANCEL_FILE_ENV)
+    if cancel_file:
+        targets.append(functools.partial(_stop_if_exists, Path(cancel_file)))
     if not targets:
         return None
 

@@ -85,6 +85,7 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
 
 def test_progress_protocol_is_the_libraries() -> None:
     assert runner.PROGRESS_ENV == progress.PROGRESS_ENV
+    assert runner.CANCEL_FILE_ENV == progress.CANCEL_FILE_ENV
     line = progress.format_line(3, 7)
     assert runner._parse_progress(line) == progress.parse_line(line) == (3, 7)
     assert runner._parse_progress("rs-sam-progress x 7") is None
@@ -161,12 +162,16 @@ def test_errors_are_the_cli_one_line_messages(mode: str, pair_paths, tmp_path: P
 def test_subprocess_gets_no_pythonpath(monkeypatch, tmp_path: Path) -> None:
     """QGIS's PYTHONPATH points at its own Python's packages: never hand it to the child."""
     monkeypatch.setenv("PYTHONPATH", "/qgis/python")
+    monkeypatch.setenv("PROJ_LIB", "/qgis/share/proj")
     seen = tmp_path / "env.txt"
     script = tmp_path / "py"
-    script.write_text(f'#!/bin/sh\necho "${{PYTHONPATH:-unset}} $RS_SAM_PROGRESS" > "{seen}"\n')
+    script.write_text(
+        f'#!/bin/sh\necho "${{PYTHONPATH:-unset}} ${{PROJ_LIB:-unset}} $RS_SAM_PROGRESS" '
+        f'> "{seen}"\n'
+    )
     script.chmod(0o755)
     runner.run_subprocess(str(script), ["--help"], Feedback())
-    assert seen.read_text().split() == ["unset", "lines"]
+    assert seen.read_text().split() == ["unset", "unset", "lines"]
     assert os.environ["PYTHONPATH"] == "/qgis/python"
 
 

@@ -81,8 +81,9 @@ def _add_settings(group: str, icon: QIcon) -> None:
         Setting(
             group,
             PYTHON_SETTING,
-            "Python with rs-sam installed (used when rs-sam does not import in QGIS)",
-            recorded_python() or "",
+            "Python with rs-sam installed, used when rs-sam does not import in QGIS "
+            f"[default: {recorded_python() or 'none recorded by `rs-sam qgis install`'}]",
+            "",  # empty: the record of the latest `rs-sam qgis install` applies
             valuetype=Setting.FILE,
         )
     )
@@ -105,4 +106,4 @@ def _remove_settings() -> None:
     except ImportError:
         return
     for name in (PYTHON_SETTING, MODE_SETTING):
-        ProcessingConfig.removeSetting(name)
+        ProcessingConfig.settings.pop(name, None)

@@ -1,12 +1,14 @@
 """Run an ``rs-sam`` command for a Processing algorithm: in QGIS's own Python or in another.
 
-* **In-process** when ``rs_sam`` (and torch) import in QGIS's Python: the click command runs
-  in this process; a progress hook sets the progress bar and stops the run between chips
-  when the user cancels (the library then removes its unfinished outputs).
-* **Subprocess** otherwise: ``<python> -m rs_sam.cli ...`` in the interpreter configured by
-  ``RS_SAM_PYTHON`` (environment), the Processing setting of the same name, or the record
-  ``rs-sam qgis install`` wrote. Its progress lines are relayed; on cancel it is interrupted
-  (so it removes its unfinished outputs) and killed if it does not stop.
+* **In-process** when ``rs_sam`` and torch import in QGIS's Python: the click command runs in
+  this process (one run at a time: it redirects process-wide stderr, warnings and logging);
+  a progress hook sets the progress bar and stops the run between chips on cancel (the
+  library then removes its unfinished outputs).
+* **Subprocess** otherwise (or while another run holds this process): ``<python> -m
+  rs_sam.cli ...`` in the interpreter configured by ``RS_SAM_PYTHON`` (environment), the
+  Processing setting of the same name, or the record ``rs-sam qgis install`` wrote. Its
+  progress lines are relayed. On cancel a file tells it to stop after the current chip;
+  one that does not stop in time is interrupted, then killed.
 
 Nothing here imports QGIS or rs_sam at module level; failures raise :class:`RunFailed`
 with the CLI's one-line message.
@@ -15,15 +17,17 @@ with the CLI's one-line message.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
+import logging
 import os
 import queue
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +40,15 @@ MODE_SETTING = "RS_SAM_RUN_MODE"
 #: rs_sam.progress's protocol (repeated: rs_sam may not import here).
 PROGRESS_ENV = "RS_SAM_PROGRESS"
 PROGRESS_PREFIX = "rs-sam-progress"
-#: Seconds an interrupted child gets to clean up before it is killed.
-STOP_GRACE_S = 10.0
+CANCEL_FILE_ENV = "RS_SAM_CANCEL_FILE"
+#: Seconds a cancelled child gets to finish its chip, then to clean up after an interrupt.
+FINISH_CHIP_S = 120.0
+INTERRUPT_GRACE_S = 10.0
+#: QGIS's own Python and GDAL/PROJ settings: the child has its own (rasterio bundles GDAL).
+CHILD_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "GDAL_DATA", "GDAL_DRIVER_PATH", "PROJ_LIB",
+                  "PROJ_DATA")  # fmt: skip
+
+_in_process_lock = threading.Lock()
 
 
 class RunFailed(Exception):
@@ -77,9 +88,15 @@ def recorded_python(plugin_dir: Path | None = None) -> str | None:
     return python if isinstance(python, str) and python else None
 
 
-def in_process_available() -> bool:
-    """True when rs_sam and torch import in this Python."""
-    return all(importlib.util.find_spec(name) is not None for name in ("rs_sam", "torch"))
+def import_problem() -> str | None:
+    """Why rs-sam cannot run in this Python (one line), or None when it can."""
+    try:
+        import torch  # noqa: F401
+
+        import rs_sam.cli.main  # noqa: F401
+    except Exception as err:  # ImportError, or an OSError/ABI error from a compiled module
+        return _one_line(err)
+    return None
 
 
 def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -> None:
@@ -90,20 +107,49 @@ def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -
         )
     if feedback.isCanceled():
         raise RunFailed("cancelled before the start; no output was written")
-    if settings.mode == "in-process" or (settings.mode == "auto" and in_process_available()):
-        run_in_process(command, feedback)
-        return
+    problem = None
+    if settings.mode != "subprocess":
+        problem = import_problem()
+        if problem is None:
+            # one in-process run at a time; with an interpreter, don't wait for it
+            if _in_process_lock.acquire(blocking=not settings.python):
+                try:
+                    run_in_process(command, feedback)
+                finally:
+                    _in_process_lock.release()
+                return
+            feedback.pushInfo("Another rs-sam run is using QGIS's Python; this one runs apart")
+        elif settings.mode == "in-process":
+            raise RunFailed(
+                f"{MODE_SETTING} is in-process but rs-sam does not import in QGIS's Python "
+                f"({problem}); install it there or set {MODE_SETTING}=auto"
+            )
     if not settings.python:
         raise RunFailed(
-            "rs-sam does not import in QGIS's Python and no interpreter is configured: run "
-            "`rs-sam qgis install` in the environment that has rs-sam, or set "
-            f"{PYTHON_SETTING} (environment or Processing > Options > Providers > rs-sam)"
+            f"rs-sam does not import in QGIS's Python ({problem or 'not tried'}) and no "
+            "interpreter is configured: run `rs-sam qgis install` in the environment that has "
+            f"rs-sam, or set {PYTHON_SETTING} (environment variable, or Settings > Options > "
+            "Processing > Providers > rs-sam)"
         )
     run_subprocess(settings.python, command, feedback)
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _push(feedback: Feedback, line: str) -> None:
+    """A log line to the feedback: the CLI's ``WARNING:`` lines as warnings."""
+    push_warning = getattr(feedback, "pushWarning", None)
+    if line.startswith("WARNING: ") and callable(push_warning):
+        push_warning(line[len("WARNING: ") :])
+    else:
+        feedback.pushInfo(line)
+
+
 class _LineRelay:
-    """A text stream that forwards each complete line to ``feedback.pushInfo``."""
+    """A text stream that forwards each complete line to the feedback."""
 
     def __init__(self, feedback: Feedback) -> None:
         self.feedback = feedback
@@ -114,17 +160,20 @@ class _LineRelay:
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
             if line.strip():
-                self.feedback.pushInfo(line.rstrip())
+                _push(self.feedback, line.rstrip())
         return len(text)
 
     def flush(self) -> None:
         if self.pending.strip():
-            self.feedback.pushInfo(self.pending.rstrip())
+            _push(self.feedback, self.pending.rstrip())
         self.pending = ""
 
 
 def run_in_process(command: list[str], feedback: Feedback) -> None:
-    """Run the click command here, relaying progress, warnings and cancellation."""
+    """Run the click command here, relaying progress, warnings and cancellation.
+
+    The CLI sets up warnings and logging for its process; both are restored afterwards.
+    """
     import click
 
     from rs_sam.cli.main import cli
@@ -137,9 +186,10 @@ def run_in_process(command: list[str], feedback: Feedback) -> None:
             raise RunCancelled(f"cancelled after {done} of {total} chips; no output was written")
 
     relay = _LineRelay(feedback)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     try:
-        # catch_warnings also restores warnings.showwarning, which the CLI replaces
-        with warnings.catch_warnings(), reporting(on_progress):
+        with warnings.catch_warnings(), reporting(on_progress):  # restores showwarning too
             warnings.simplefilter("ignore", DeprecationWarning)  # for developers, not users
             warnings.simplefilter("ignore", PendingDeprecationWarning)
             with contextlib.redirect_stderr(relay):  # type: ignore[type-var]
@@ -148,7 +198,13 @@ def run_in_process(command: list[str], feedback: Feedback) -> None:
         raise RunFailed(err.format_message()) from err
     except click.exceptions.Abort as err:
         raise RunFailed("aborted; no output was written") from err
+    except Exception as err:  # a bug or an environment problem: one line, details in the log
+        push_debug = getattr(feedback, "pushDebugInfo", feedback.pushInfo)
+        push_debug(traceback.format_exc())
+        raise RunFailed(f"rs-sam failed: {_one_line(err)}") from err
     finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
         relay.flush()
 
 
@@ -157,60 +213,77 @@ def run_subprocess(
 ) -> None:
     """Run ``python -m rs_sam.cli <command>``, relaying its output; stop it on cancel."""
     args = [python, "-m", "rs_sam.cli", *command, "-q"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env[PROGRESS_ENV] = "lines"
-    feedback.pushInfo(f"Running {shlex.join(args)}")
-    windows = sys.platform == "win32"
-    try:
-        child = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env=env,
-            creationflags=subprocess.CREATE_NEW_PROCESS_GROUP if windows else 0,  # type: ignore[attr-defined]
-        )
-    except OSError as err:
-        raise RunFailed(
-            f"cannot start the configured Python {python} ({err.strerror}); fix "
-            f"{PYTHON_SETTING} or run `rs-sam qgis install` again"
-        ) from err
-    with child:  # closes the pipe and reaps the process, also on cancel
-        last_error = _relay(child, feedback, poll_s, windows)
-        code = child.wait()
-    if code != 0:
+    with tempfile.TemporaryDirectory(prefix="rs-sam-run-") as folder:
+        cancel_file = Path(folder) / "cancel"
+        env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_DROP}
+        env.update({PROGRESS_ENV: "lines", CANCEL_FILE_ENV: str(cancel_file),
+                    "PYTHONIOENCODING": "utf-8"})  # fmt: skip
+        feedback.pushInfo(f"Running {shlex.join(args)}")
+        windows = sys.platform == "win32"
+        flags = 0
+        if windows:  # no console window; a group of its own for Ctrl-Break
+            flags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
+        try:
+            child = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                encoding="utf-8",
+                errors="replace",
+                bufsize=1,
+                env=env,
+                creationflags=flags,
+            )
+        except OSError as err:
+            raise RunFailed(
+                f"cannot start the configured Python {python} ({err.strerror}); fix "
+                f"{PYTHON_SETTING} or run `rs-sam qgis install` again"
+            ) from err
+        with child:  # closes the pipe and reaps the process
+            last_error, cancelled = _relay(child, feedback, poll_s, cancel_file, windows)
+            code = child.wait()
+    if cancelled and code == 0:
+        feedback.pushInfo("rs-sam finished before the cancel took effect; its outputs are complete")
+    elif cancelled:
+        raise RunFailed(last_error or "cancelled; the rs-sam process was stopped")
+    elif code != 0:
         raise RunFailed(last_error or f"rs-sam exited with code {code}; see the log above")
 
 
-def _relay(child: subprocess.Popen[str], feedback: Feedback, poll_s: float, windows: bool) -> str:
-    """Pass the child's lines on until it ends; returns its last ``Error:`` message."""
+def _relay(
+    child: subprocess.Popen[str], feedback: Feedback, poll_s: float, cancel_file: Path,
+    windows: bool,
+) -> tuple[str, bool]:  # fmt: skip
+    """Pass the child's lines on until it ends; returns its last error line and whether the
+    run was cancelled."""
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(child, lines), daemon=True).start()
     last_error = ""
+    stopper: threading.Thread | None = None
     while True:
         try:
             line = lines.get(timeout=poll_s)
         except queue.Empty:
             line = ""
         if line is None:
-            return last_error
+            return last_error, stopper is not None
         progress = _parse_progress(line)
         if progress is not None:
             feedback.setProgress(100.0 * progress[0] / max(progress[1], 1))
         elif line.strip():
-            feedback.pushInfo(line.rstrip())
+            _push(feedback, line.rstrip())
             if line.startswith("Error: "):
                 last_error = line[len("Error: ") :].strip()
-        if feedback.isCanceled():
-            _stop(child, windows)
-            raise RunFailed("cancelled; the rs-sam process was stopped and wrote no output")
+        if stopper is None and feedback.isCanceled():
+            cancel_file.touch()  # the child stops after its current chip
+            stopper = threading.Thread(target=_stop, args=(child, windows), daemon=True)
+            stopper.start()
 
 
 def _read_lines(child: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
     assert child.stdout is not None
-    with contextlib.suppress(ValueError, OSError):  # the pipe closed after a cancel
+    with contextlib.suppress(ValueError, OSError):  # the pipe closed under us
         for line in child.stdout:
             lines.put(line)
     lines.put(None)
@@ -224,12 +297,15 @@ def _parse_progress(line: str) -> tuple[int, int] | None:
 
 
 def _stop(child: subprocess.Popen[str], windows: bool) -> None:
-    """Interrupt the child (it removes unfinished outputs), kill it after a grace period."""
-    if child.poll() is not None:
-        return
-    child.send_signal(signal.CTRL_BREAK_EVENT if windows else signal.SIGINT)  # type: ignore[attr-defined]
+    """Escalate if the child does not stop by itself: interrupt (it removes unfinished
+    outputs), then kill."""
     try:
-        child.wait(timeout=STOP_GRACE_S)
+        child.wait(timeout=FINISH_CHIP_S)
+        return
     except subprocess.TimeoutExpired:
+        pass
+    try:
+        child.send_signal(signal.CTRL_BREAK_EVENT if windows else signal.SIGINT)  # type: ignore[attr-defined]
+        child.wait(timeout=INTERRUPT_GRACE_S)
+    except (OSError, subprocess.TimeoutExpired):  # no console to signal (Windows), or stuck
         child.kill()
-        child.wait()

@@ -456,7 +456,8 @@ class LoraTask(HeadTask):
                 f"{path.name} is a stage-{stage} adapter; pass the adapter.pt of a stage-1 run"
             )
         parts = tuple(p for p in prefixes if p.startswith(_DECODER))
-        if hp.decoder_parts is not None and _part_prefixes(encoder, hp.decoder_parts) != parts:
+        asked = hp.decoder_parts
+        if asked is not None and set(_part_prefixes(encoder, asked)) != set(parts):
             raise ConfigError(
                 f"stage 2 takes its decoder parts from {path.name} "
                 f"({[p[len(_DECODER) : -1] for p in parts]}); the config sets "
