@@ -78,6 +78,11 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
             assert param.default == default, param.name
         if param.kind == "enum":
             assert param.choices == tuple(option.type.choices), param.name
+        expected_type = {"int": click.INT, "float": click.FLOAT, "string": click.STRING}
+        if param.kind in expected_type:
+            assert option.type == expected_type[param.kind], param.name
+        if param.kind in ("file", "features", "vector_out", "raster_out"):
+            assert isinstance(option.type, click.Path), param.name
     covered = {p.flag for p in spec.params}
     missing = {p.opts[-1] for p in command.params if isinstance(p, click.Option)} - covered
     assert missing == {"--verbose", "--quiet"}, f"CLI options without a parameter: {missing}"
@@ -208,3 +213,36 @@ def test_plugin_metadata_and_no_folder_shadowing_qgis() -> None:
     folders = ("rs_sam", "cli", "tests", "examples", "benchmarks", "configs")
     shadowing = [p for folder in folders for p in (root / folder).rglob("qgis") if p.is_dir()]
     assert shadowing == []  # a folder named qgis would shadow QGIS's own package
+
+
+def test_a_busy_process_sends_the_next_run_to_the_interpreter(
+    pair_paths, tmp_path: Path, monkeypatch
+) -> None:
+    a, _ = pair_paths
+    feedback = Feedback()
+    out = tmp_path / "objects.gpkg"
+    args = ["segment", str(a), "-o", str(out), *FAST[:-2]]
+    with runner._in_process_lock:  # another run holds QGIS's Python
+        run_command(args, feedback, RunSettings("auto", tiny_python(tmp_path)))
+    assert out.is_file()
+    assert any("runs apart" in line for line in feedback.info)
+    assert any(line.startswith("Running ") for line in feedback.info)
+
+
+def test_import_problems_and_unexpected_errors_are_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(runner, "import_problem", lambda: "ImportError: no torch")
+    with pytest.raises(RunFailed, match=r"in-process but rs-sam does not import .*no torch"):
+        run_command(["segment"], Feedback(), RunSettings("in-process"))
+    with pytest.raises(RunFailed, match=r"does not import in QGIS's Python \(ImportError"):
+        run_command(["segment"], Feedback(), RunSettings("auto"))
+    monkeypatch.undo()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory\nlong details")
+
+    monkeypatch.setattr(cli, "main", explode)
+    feedback = Feedback()
+    with pytest.raises(RunFailed) as caught:
+        run_command(["segment"], feedback, RunSettings("in-process"))
+    assert str(caught.value) == "rs-sam failed: RuntimeError: CUDA out of memory"
+    assert any("Traceback" in line for line in feedback.info)  # details in the log
