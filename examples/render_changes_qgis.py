@@ -128,6 +128,7 @@ def detect(args: argparse.Namespace) -> None:
     from processing.core.Processing import Processing
 
     from rs_sam.qgis_plugin.provider import RsSamProvider
+    from rs_sam.qgis_plugin.specs import DETECT_CHANGE
 
     Processing.initialize()
     provider = RsSamProvider()  # keep the reference, or the algorithms vanish
@@ -142,9 +143,14 @@ def detect(args: argparse.Namespace) -> None:
         "OVERWRITE": True,
         "OUTPUT": str(args.changes),
     }
+    names = {p.name: p for p in DETECT_CHANGE.params}
     for item in args.param:
         name, _, value = item.partition("=")
-        params[name.strip().upper()] = value
+        spec = names.get(name.strip().upper())
+        if spec is None:
+            fail(f"--param {item}: not a parameter of rs_sam:detect_change ({', '.join(names)})")
+        # an enum takes the choice's index in QGIS 3.22; accept its name too
+        params[spec.name] = spec.choices.index(value) if value in spec.choices else value
     if args.chip_size:
         params["CHIP_SIZE"] = args.chip_size
     if args.threshold is not None:

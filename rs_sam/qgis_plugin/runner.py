@@ -125,11 +125,15 @@ def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -
                 f"({problem}); install it there or set {MODE_SETTING}=auto"
             )
     if not settings.python:
+        reason = (
+            f"rs-sam does not import in QGIS's Python ({problem})"
+            if problem
+            else f"{MODE_SETTING} is subprocess"
+        )
         raise RunFailed(
-            f"rs-sam does not import in QGIS's Python ({problem or 'not tried'}) and no "
-            "interpreter is configured: run `rs-sam qgis install` in the environment that has "
-            f"rs-sam, or set {PYTHON_SETTING} (environment variable, or Settings > Options > "
-            "Processing > Providers > rs-sam)"
+            f"{reason} and no interpreter is configured: run `rs-sam qgis install` in the "
+            f"environment that has rs-sam, or set {PYTHON_SETTING} (environment variable, or "
+            "Settings > Options > Processing > Providers > rs-sam)"
         )
     run_subprocess(settings.python, command, feedback)
 

@@ -168,7 +168,7 @@ def _model_params(*, pred_iou: float, box_nms: float | None, points: int) -> tup
     return tuple(params)
 
 
-def _raster_params(min_area: str, *, simplify: bool = True) -> tuple[Param, ...]:
+def _band_and_area_params(min_area: str, *, simplify: bool = True) -> tuple[Param, ...]:
     params = [
         Param(
             "MIN_AREA",
@@ -239,7 +239,7 @@ DETECT_CHANGE = AlgorithmSpec(
             optional=True,
         ),
         *_model_params(pred_iou=0.5, box_nms=None, points=16),
-        *_raster_params("0"),
+        *_band_and_area_params("0"),
         Param("OUTPUT", "vector_out", "Changes", "--output"),
         Param(
             "PROBABILITY", "raster_out", "Change score raster", "--save-probability", optional=True
@@ -298,7 +298,7 @@ SEGMENT = AlgorithmSpec(
         Param("HQ", "bool", "HQ-SAM masks (an sam_hq_* encoder)", "--hq", False),
         Param("HQ_ONLY", "bool", "HQ-SAM's HQ mask alone", "--hq-only", False, advanced=True),
         *_model_params(pred_iou=0.88, box_nms=0.7, points=32),
-        *_raster_params("0"),
+        *_band_and_area_params("0"),
         Param("OUTPUT", "vector_out", "Objects", "--output"),
         Param(
             "SAVE_CLASSES",
@@ -327,7 +327,7 @@ SAM_OBJECTS = AlgorithmSpec(
     params=(
         Param("INPUT", "raster", "Raster"),
         *_model_params(pred_iou=0.96, box_nms=0.5, points=32),
-        *_raster_params("50px", simplify=False),
+        *_band_and_area_params("50px", simplify=False),
         Param("OUTPUT", "raster_out", "Object ids", "--output"),
         Param("BOUNDARY", "raster_out", "Boundaries", "--boundary", optional=True),
     ),
