@@ -45,15 +45,21 @@ SEGMENT = ("--weights", "random", "--chip-size", "128", "--points-per-side", "4"
            "--pred-iou-thresh", "0", "--stability-thresh", "0", "-q")  # fmt: skip
 
 
-def test_segment_with_lora_merged_or_not(tmp_path: Path, pair_paths, tiny_encoder) -> None:
-    adapter = _adapter(tmp_path / "adapter.pt", tiny_encoder)
+def segment_three_ways(tmp_path: Path, image: Path, adapter: Path) -> dict[str, gpd.GeoDataFrame]:
+    """`rs-sam segment` without the adapter, with it, and with it merged."""
     outputs = {}
     for name, extra in (("plain", ()), ("lora", ("--lora", adapter)),
                         ("merged", ("--lora", adapter, "--merge-lora"))):  # fmt: skip
         out = tmp_path / f"{name}.gpkg"
-        code, text = run("segment", pair_paths[0], "-o", out, *SEGMENT, *extra)
+        code, text = run("segment", image, "-o", out, *SEGMENT, *extra)
         assert code == 0, text
         outputs[name] = gpd.read_file(out)
+    return outputs
+
+
+def test_segment_with_lora_merged_or_not(tmp_path: Path, pair_paths, tiny_encoder) -> None:
+    adapter = _adapter(tmp_path / "adapter.pt", tiny_encoder)
+    outputs = segment_three_ways(tmp_path, pair_paths[0], adapter)
     assert len(outputs["lora"]) == len(outputs["merged"])
     assert outputs["lora"]["score"].to_numpy() == pytest.approx(
         outputs["merged"]["score"].to_numpy(), abs=1e-4
@@ -79,13 +85,7 @@ def test_segment_loads_the_decoder_parts_of_an_adapter(
             if key.startswith(prefixes):
                 value.add_(torch.randn(value.shape, generator=generator) * 0.5)
     adapter = save_adapter(tmp_path / "parts.pt", encoder, extra_prefixes=prefixes)
-    outputs = {}
-    for name, extra in (("plain", ()), ("lora", ("--lora", adapter)),
-                        ("merged", ("--lora", adapter, "--merge-lora"))):  # fmt: skip
-        out = tmp_path / f"{name}.gpkg"
-        code, text = run("segment", pair_paths[0], "-o", out, *SEGMENT, *extra)
-        assert code == 0, text
-        outputs[name] = gpd.read_file(out)
+    outputs = segment_three_ways(tmp_path, pair_paths[0], adapter)
     assert outputs["lora"]["score"].to_numpy() == pytest.approx(
         outputs["merged"]["score"].to_numpy(), abs=1e-4
     )
