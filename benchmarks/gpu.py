@@ -97,10 +97,10 @@ def time_encoder(name: str, report: dict) -> object:
 
 
 def train_steps(report: dict) -> None:
+    from rs_sam.losses.segment import SegmentationLoss
     from rs_sam.models.encoders import load_encoder
     from rs_sam.models.samcd import SamCD
     from rs_sam.models.unetformer import UNetFormer
-    from rs_sam.segment.losses import SegmentationLoss
 
     encoder = load_encoder("mobile_sam", weights="random", device="cuda")
     # SAM-CD: BCE on change (the full ChangeLoss lives beside the CLI stack)

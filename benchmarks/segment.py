@@ -64,7 +64,7 @@ def semantic_checkpoint(folder: Path, encoder: str, chip: int) -> Path:
     """An untrained UNetFormer checkpoint in rs-sam's format (random weights)."""
     import torch
 
-    from rs_sam.training.checkpoint import CHECKPOINT_KEY
+    from rs_sam.models.head_file import CHECKPOINT_KEY
     from rs_sam.training.segment_task import SegmentTask
 
     classes = {"classes": [{"name": f"class_{i}", "id": i} for i in range(6)]}

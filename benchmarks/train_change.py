@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.helpers.synthetic
 
 
 def write_folder(root: Path, count: int, size: int) -> Path:
@@ -81,7 +81,7 @@ def time_inference(args: argparse.Namespace, root: Path, workdir: Path) -> tuple
     from rs_sam.models.encoders import load_encoder
     from rs_sam.training.change_data import ChangeDataModule
     from rs_sam.training.change_task import ChangeTask
-    from tests.synthetic import paint_change, texture, write_raster
+    from tests.helpers.synthetic import paint_change, texture, write_raster
 
     task = ChangeTask(
         encoder=args.encoder, weights="random", tiny_encoder=args.tiny, chip_size=args.chip_size

@@ -569,6 +569,43 @@ def _identified_hint(identified: str | None, encoder: str) -> str:
     return f"it looks like a '{identified}' checkpoint"
 
 
+@dataclass(frozen=True)
+class KeyMismatch:
+    """How a state dict differs from a module's: the one wording of every key check."""
+
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    reshaped: tuple[str, ...] = ()  # "name (found shape) != (expected shape)"
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.reshaped)
+
+    def __str__(self) -> str:
+        parts = [
+            f"{len(keys)} {what} ({_listed(keys)})"
+            for what, keys in (
+                ("missing keys", self.missing),
+                ("unexpected keys", self.unexpected),
+                ("shape mismatches", self.reshaped),
+            )
+            if keys
+        ]
+        return "; ".join(parts) or "keys match"
+
+
+def compare_keys(expected: Mapping[str, Tensor], found: Mapping[str, Tensor]) -> KeyMismatch:
+    """Keys of ``expected`` absent from ``found``, extra keys, and shapes that differ."""
+    return KeyMismatch(
+        missing=tuple(k for k in expected if k not in found),
+        unexpected=tuple(k for k in found if k not in expected),
+        reshaped=tuple(
+            f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
+            for k, v in found.items()
+            if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+        ),
+    )
+
+
 def load_into_model(
     module: nn.Module,
     state_dict: Mapping[str, Tensor],
@@ -592,25 +629,11 @@ def load_into_model(
             the first few of each and the encoder the file seems to belong to.
     """
     wanted = {k: v for k, v in state_dict.items() if not (ignore and ignore(k))}
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in wanted]
-    unexpected = [k for k in wanted if k not in expected]
-    mismatched = [
-        f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
-        for k, v in wanted.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing keys ({_listed(missing)})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys ({_listed(unexpected)})")
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatches ({_listed(mismatched)})")
+    mismatch = compare_keys(module.state_dict(), wanted)
+    if mismatch:
         hint = _identified_hint(identify_checkpoint(state_dict), encoder)
         raise CheckpointError(
-            f"checkpoint {source} does not fit encoder '{encoder}': {'; '.join(problems)}; {hint}"
+            f"checkpoint {source} does not fit encoder '{encoder}': {mismatch}; {hint}"
         )
     module.load_state_dict(wanted, strict=True)
 

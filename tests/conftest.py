@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.synthetic import ORIGIN, paint_change, texture, write_raster
-from tests.tiny_models import use_tiny_encoders
+from tests.helpers.synthetic import ORIGIN, paint_change, texture, write_raster
+from tests.helpers.tiny_models import use_tiny_encoders
 
 # ultralytics (the optional FastSAM extra) writes settings into the home folder on import.
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="rs-sam-yolo-"))

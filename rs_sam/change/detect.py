@@ -24,6 +24,7 @@ from rs_sam.change.anychange import ChipScore, sam_proposer, score_chip
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.change.supervised import load_change_model
 from rs_sam.data.bands import select_bands
+from rs_sam.data.grid import ChipWindow, chip_windows
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.pair import BitemporalPair, ChipPair
 from rs_sam.data.rasters import DateInput, open_date
@@ -31,7 +32,6 @@ from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.classes import write_class_raster
 from rs_sam.inference.engine import ProgressCallback, run_chips
-from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.models.encoders import get_encoder, load_encoder

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rs_sam.change.anychange import DEFAULT_THRESHOLD_DEG
+from rs_sam.data.grid import check_chip_geometry
 from rs_sam.errors import ConfigError
-from rs_sam.inference.grid import check_chip_geometry
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.vector.polygonize import MinArea
 

@@ -11,13 +11,13 @@ import torch
 from rs_sam.change.anychange import ChipScore
 from rs_sam.data.pair import ChipPair
 from rs_sam.errors import CheckpointError
-from rs_sam.models.samcd import SamCD
-from rs_sam.training.checkpoint import (
+from rs_sam.models.head_file import (
     HeadMetadata,
     read_head_checkpoint,
     rebuild_encoder,
     split_model_state,
 )
+from rs_sam.models.samcd import SamCD
 
 
 @dataclass

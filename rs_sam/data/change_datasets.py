@@ -12,7 +12,7 @@ so a training loop never knows which layout the pairs came from:
 * :class:`AirChangeDataset`: SZTAKI AirChange, one folder per pair holding ``im1``, ``im2``
   and ``gt`` (``.bmp``, any case), found recursively (``Szada/1``, ``Archieve``...).
 * :class:`GeoChangeDataset`: two georeferenced dates and a label raster on a's grid, cut
-  into chips by :func:`~rs_sam.inference.grid.chip_windows`.
+  into chips by :func:`~rs_sam.data.grid.chip_windows`.
 * :func:`torchgeo_change_dataset`: torchgeo's ``LEVIRCD``/``OSCD`` (data already on disk).
 
 Pixel scaling follows :mod:`rs_sam.data.normalize`: uint8 is used as it is; any other type
@@ -42,6 +42,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
+from rs_sam.data.grid import ChipWindow, chip_windows
 from rs_sam.data.image_files import (
     IMAGE_SUFFIXES,
     PIL_ERRORS,
@@ -63,7 +64,6 @@ from rs_sam.data.normalize import JointStretch
 from rs_sam.data.pair import BitemporalPair
 from rs_sam.data.rasters import DateInput, RasterInfo, is_integer_8bit, open_date
 from rs_sam.errors import ConfigError, RasterNotFoundError
-from rs_sam.inference.grid import ChipWindow, chip_windows
 
 #: Mask value of pixels that carry no label (padding, nodata); losses must ignore it.
 IGNORE_INDEX = 255

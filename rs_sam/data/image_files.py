@@ -28,8 +28,8 @@ from PIL import Image, UnidentifiedImageError
 from rasterio.crs import CRS
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+from rs_sam.data.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.errors import InputRasterError
-from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 
 #: Image files a folder dataset lists (suffix compared case-insensitively).
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")

@@ -23,9 +23,9 @@ from affine import Affine
 from shapely.geometry import Polygon, box
 from torchgeo.datasets import IntersectionDataset, RasterDataset
 
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.data.rasters import RasterInfo
 from rs_sam.errors import InputRasterError
-from rs_sam.inference.grid import ChipWindow, RasterGrid
 
 
 class SceneRaster(RasterDataset):

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 from affine import Affine
 
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.data.image_files import pixel_grid
 from rs_sam.data.pair import SceneRaster, fit_to_shape
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit
 from rs_sam.errors import InputRasterError
-from rs_sam.inference.grid import ChipWindow, RasterGrid
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ into training ids (and rejects values it does not know, listing them).
 * :class:`SegmentRasterDataset`: a georeferenced raster and a label raster on its grid, read
   chip by chip (never the whole raster).
 
-Images are cut into chips by :func:`~rs_sam.inference.grid.chip_windows` (top-left anchored;
+Images are cut into chips by :func:`~rs_sam.data.grid.chip_windows` (top-left anchored;
 edge chips are padded with image 0, mask ``ignore_index``, objects 0 and boundary 0), or
 returned whole when ``chip_size`` is None (folder datasets only).
 
@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
+from rs_sam.data.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.data.image_files import (
     IMAGE_SUFFIXES,
     PIL_ERRORS,
@@ -67,7 +68,6 @@ from rs_sam.data.image_files import (
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, RasterInfo, is_integer_8bit, open_date
 from rs_sam.errors import ConfigError, RasterNotFoundError
-from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 
 #: Suffixes tried for SAM object and boundary maps, in this order.
 MAP_SUFFIXES = (".tif", ".tiff", ".png")

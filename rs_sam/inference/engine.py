@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-from rs_sam.inference.grid import ChipWindow
+from rs_sam.data.grid import ChipWindow
 from rs_sam.progress import ProgressCallback
 
 R = TypeVar("R")

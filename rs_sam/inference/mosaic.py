@@ -22,8 +22,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from rs_sam.data.grid import ChipWindow, RasterGrid, check_chip_geometry
 from rs_sam.errors import ConfigError, OutputPathError
-from rs_sam.inference.grid import ChipWindow, RasterGrid, check_chip_geometry
 
 #: Smallest blend weight. Positive, so a pixel only one chip covers keeps that chip's value.
 WEIGHT_FLOOR = 1e-3

@@ -81,6 +81,7 @@ from rs_sam.errors import (
     OutputPathError,
 )
 from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder
+from rs_sam.models.encoders.registry import encoder_fingerprint
 
 ADAPTER_KEY = "rs_sam_lora"
 ADAPTER_FORMAT = 1
@@ -691,13 +692,11 @@ def merge_lora(encoder: FrozenEncoder) -> int:
 
 
 def _fingerprint(encoder: FrozenEncoder, base_checkpoint: str | Path | None) -> str | None:
-    from rs_sam.training.checkpoint import encoder_fingerprint
-
     return encoder_fingerprint(encoder, base_checkpoint)
 
 
 def _created_by() -> str:
-    from rs_sam import __version__
+    from rs_sam.version import __version__
 
     return f"rs-sam {__version__}"
 

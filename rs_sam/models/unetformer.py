@@ -56,7 +56,7 @@ Choices where the paper is silent or its code is specific to one setup:
 Auxiliary head: with ``aux_head=True`` the model in training mode returns
 ``(logits, aux_logits)``, both ``(B, num_classes, H, W)``. Train with
 ``CE(logits) + aux_weight * CE(aux_logits)`` (0.4 in the paper;
-:class:`rs_sam.segment.losses.SegmentationLoss` takes ``aux_logits``); the SAM losses apply to
+:class:`rs_sam.losses.segment.SegmentationLoss` takes ``aux_logits``); the SAM losses apply to
 the main logits only. In eval mode the model returns the logits alone; the aux head's weights
 are part of :meth:`UNetFormer.head_state_dict`, so build the inference model with the same
 ``aux_head`` before loading.

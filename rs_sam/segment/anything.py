@@ -17,13 +17,13 @@ import geopandas as gpd
 import numpy as np
 
 from rs_sam.data.bands import select_bands
+from rs_sam.data.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import ChipSource, Scene
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
-from rs_sam.inference.grid import ChipWindow, RasterGrid, chip_windows
 from rs_sam.models.encoders import FrozenEncoder, get_encoder, load_encoder
 from rs_sam.models.hq_decoder import hq_encoder_error
 from rs_sam.models.lora import adapt_encoder

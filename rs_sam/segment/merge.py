@@ -27,7 +27,7 @@ import shapely
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
-from rs_sam.inference.grid import ChipWindow, RasterGrid
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.segment.objects import ChipObject
 
 #: Default IoU, inside the shared area, above which two chips' objects are one object.

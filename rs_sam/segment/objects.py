@@ -22,8 +22,8 @@ from affine import Affine
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.errors import ConfigError
-from rs_sam.inference.grid import ChipWindow, RasterGrid
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from rs_sam.data.bands import select_bands
+from rs_sam.data.grid import ChipWindow
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import Scene
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
-from rs_sam.inference.grid import ChipWindow
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.hq_decoder import hq_encoder_error
 from rs_sam.segment.anything import SegmentResult, load_sam

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rs_sam.data.grid import ChipWindow
 from rs_sam.errors import ConfigError
-from rs_sam.inference.grid import ChipWindow
 from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.models.fast_decoder import decode_points
 from rs_sam.models.hq_decoder import (

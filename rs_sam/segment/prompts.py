@@ -45,8 +45,8 @@ import shapely
 from affine import Affine
 from pyproj import CRS as ProjCRS
 
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.errors import ConfigError, RsSamError
-from rs_sam.inference.grid import ChipWindow, RasterGrid
 
 __all__ = [
     "Prompt",

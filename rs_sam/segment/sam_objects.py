@@ -26,12 +26,12 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from rs_sam.data.bands import select_bands
+from rs_sam.data.grid import RasterGrid
 from rs_sam.data.image_files import IMAGE_SUFFIXES, read_image
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit, open_date
 from rs_sam.data.scene import ChipSource, ImageScene, Scene
 from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback
-from rs_sam.inference.grid import RasterGrid
 from rs_sam.inference.raster_io import atomic_path
 from rs_sam.segment.anything import find_objects, objects_frame, sam_generator
 from rs_sam.segment.objects import MaskGenerator

@@ -22,6 +22,7 @@ import torch
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
+from rs_sam.data.grid import ChipWindow, chip_windows
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import Scene
@@ -29,18 +30,17 @@ from rs_sam.devices import resolve_device
 from rs_sam.errors import CheckpointError
 from rs_sam.inference.classes import write_class_raster, write_class_scores
 from rs_sam.inference.engine import ProgressCallback, run_chips
-from rs_sam.inference.grid import ChipWindow, chip_windows
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
-from rs_sam.models.unetformer import UNetFormer
-from rs_sam.segment.anything import SegmentResult
-from rs_sam.segment.settings import SegmentSettings
-from rs_sam.training.checkpoint import (
+from rs_sam.models.head_file import (
     HeadMetadata,
     read_head_checkpoint,
     rebuild_encoder,
     split_model_state,
 )
+from rs_sam.models.unetformer import UNetFormer
+from rs_sam.segment.anything import SegmentResult
+from rs_sam.segment.settings import SegmentSettings
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rs_sam.data.grid import check_chip_geometry
 from rs_sam.errors import ConfigError
-from rs_sam.inference.grid import check_chip_geometry
 from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.segment.merge import MATCH_IOU

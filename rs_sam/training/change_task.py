@@ -3,7 +3,7 @@
 The constructor's typed arguments are the ``model:`` section of a training config. The
 frozen encoder is rebuilt from its registry name and checkpoint; checkpoints keep only
 the trainable head plus the metadata needed to rebuild everything (see
-:mod:`rs_sam.training.checkpoint`).
+:mod:`rs_sam.models.head_file`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from rs_sam.change.losses import ChangeLoss
+from rs_sam.losses.change import ChangeLoss
+from rs_sam.models.head_file import HeadMetadata, load_task_encoder
 from rs_sam.models.samcd import SamCD, SamCDOutput
-from rs_sam.training.checkpoint import HeadMetadata, load_task_encoder
 from rs_sam.training.head_task import HeadTask
 
 

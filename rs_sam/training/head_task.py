@@ -7,7 +7,7 @@ from typing import Any
 import lightning
 import torch
 
-from rs_sam.training.checkpoint import CHECKPOINT_KEY, HeadMetadata
+from rs_sam.models.head_file import CHECKPOINT_KEY, HeadMetadata
 
 
 class HeadTask(lightning.LightningModule):

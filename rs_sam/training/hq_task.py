@@ -67,8 +67,8 @@ from rs_sam.checkpoints import (
 from rs_sam.errors import CheckpointError, ConfigError
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.encoders.sam import HQ_BACKBONES
+from rs_sam.models.head_file import CHECKPOINT_KEY, HeadMetadata, read_head_checkpoint
 from rs_sam.models.hq_decoder import DEFAULT_HQ_CHUNK, hq_features
-from rs_sam.training.checkpoint import CHECKPOINT_KEY, HeadMetadata, read_head_checkpoint
 from rs_sam.training.head_task import HeadTask
 
 log = logging.getLogger(__name__)

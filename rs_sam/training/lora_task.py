@@ -55,6 +55,12 @@ from torch import Tensor, nn
 
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders import FrozenEncoder, load_encoder
+from rs_sam.models.head_file import (
+    CHECKPOINT_KEY,
+    HeadMetadata,
+    encoder_fingerprint,
+    read_head_checkpoint,
+)
 from rs_sam.models.lora import (
     LoraSettings,
     apply_lora,
@@ -66,12 +72,6 @@ from rs_sam.models.lora import (
     save_adapter,
     set_lora_train_mode,
     set_trainable,
-)
-from rs_sam.training.checkpoint import (
-    CHECKPOINT_KEY,
-    HeadMetadata,
-    encoder_fingerprint,
-    read_head_checkpoint,
 )
 from rs_sam.training.head_task import HeadTask
 

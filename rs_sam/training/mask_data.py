@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
+from rs_sam.data.grid import RasterGrid, chip_windows
 from rs_sam.data.rasters import DateInput, is_integer_8bit, open_date
 from rs_sam.data.segment_augment import SegmentAugment
 from rs_sam.data.segment_datasets import (
@@ -46,7 +47,6 @@ from rs_sam.data.segment_datasets import (
     read_stretched_chip,
 )
 from rs_sam.errors import ConfigError
-from rs_sam.inference.grid import RasterGrid, chip_windows
 from rs_sam.training.config import check_arguments
 from rs_sam.training.data_module import SourcesDataModule
 from rs_sam.training.segment_data import SegmentDataModule

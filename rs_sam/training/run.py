@@ -21,9 +21,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.head_file import check_resume
 from rs_sam.training.change_data import ChangeDataModule
 from rs_sam.training.change_task import ChangeTask
-from rs_sam.training.checkpoint import check_resume
 from rs_sam.training.config import build, load_config, trainer_arguments
 from rs_sam.training.data_module import SourcesDataModule
 from rs_sam.training.head_task import HeadTask

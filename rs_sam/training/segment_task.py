@@ -3,7 +3,7 @@
 The constructor's typed arguments are the ``model:`` section of a training config; the
 class table comes from the ``data:`` section (``rs-sam train`` passes it on). Checkpoints
 keep the trainable weights plus the metadata to rebuild everything (encoder, class table,
-chip size, bands), like change checkpoints (see :mod:`rs_sam.training.checkpoint`).
+chip size, bands), like change checkpoints (see :mod:`rs_sam.models.head_file`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from rs_sam.data.class_table import ClassTable
 from rs_sam.errors import ConfigError
+from rs_sam.losses.segment import SegmentationLoss
+from rs_sam.models.head_file import HeadMetadata, TaskEncoder, load_task_encoder
 from rs_sam.models.unetformer import UNetFormer
-from rs_sam.segment.losses import SegmentationLoss
-from rs_sam.training.checkpoint import HeadMetadata, TaskEncoder, load_task_encoder
 from rs_sam.training.head_task import HeadTask
 
 

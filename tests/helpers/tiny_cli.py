@@ -1,4 +1,4 @@
-"""``python tests/helpers/tiny_cli.py -m rs_sam.cli ARGS``: the rs-sam CLI with tiny random encoders.
+"""``python tests/helpers/tiny_cli.py -m rs_sam.cli ARGS``: rs-sam with tiny random encoders.
 
 The subprocess tests configure a one-line shell script running this file as "the Python
 with rs-sam", so the child process builds the fast tiny models too.

@@ -191,7 +191,7 @@ def test_plugin_metadata_and_no_folder_shadowing_qgis() -> None:
     assert general["hasProcessingProvider"] == "yes"
     assert general["version"] == rs_sam.__version__
     assert (plugin_source() / general["icon"]).is_file()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     folders = ("rs_sam", "cli", "tests", "examples", "benchmarks", "configs")
     shadowing = [p for folder in folders for p in (root / folder).rglob("qgis") if p.is_dir()]
     assert shadowing == []  # a folder named qgis would shadow QGIS's own package

@@ -33,8 +33,8 @@ from qgis.core import (
 
 from rs_sam.cli.main import cli
 from rs_sam.qgis_plugin.runner import MODES, RunSettings
-from tests.synthetic import write_raster
-from tests.test_qgis_plugin_runner import leftovers, tiny_python
+from tests.helpers.qgis_runs import leftovers, tiny_python
+from tests.helpers.synthetic import write_raster
 
 SAM_FAST = {"WEIGHTS": 1, "CHIP_SIZE": 96, "OVERLAP": 16, "POINTS_PER_SIDE": 4,
             "PRED_IOU_THRESH": 0.0, "STABILITY_THRESH": 0.0}  # fmt: skip
@@ -269,11 +269,11 @@ def test_no_partial_file_from_a_failed_run(provider, tmp_path: Path) -> None:
 
 def test_semantic_segmentation_with_a_trained_model(provider, tmp_path: Path) -> None:
     """SEGMENT with MODEL: a tiny UNetFormer trained here, classes as polygons and raster."""
-    from tests.synthetic import texture
-    from tests.test_train_segment import _config
+    from tests.helpers.synthetic import texture
+    from tests.helpers.train_configs import segment_config
 
-    trained = CliRunner().invoke(cli, ["train", "segment", "--config", str(_config(tmp_path)),
-                                       "-q"])  # fmt: skip
+    config = segment_config(tmp_path)
+    trained = CliRunner().invoke(cli, ["train", "segment", "--config", str(config), "-q"])
     assert trained.exit_code == 0, trained.output
     model = tmp_path / "run" / "checkpoints" / "last.ckpt"
     image = write_raster(tmp_path / "image.tif",

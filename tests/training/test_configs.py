@@ -12,7 +12,7 @@ from rs_sam.training.config import check_arguments, load_config, trainer_argumen
 from rs_sam.training.segment_data import SegmentDataModule
 from rs_sam.training.segment_task import SegmentTask
 
-ROOT = Path(__file__).parents[1] / "configs"
+ROOT = Path(__file__).parents[2] / "configs"
 CONFIGS = sorted((ROOT / "change").glob("*.yaml"))
 SEGMENT_CONFIGS = sorted((ROOT / "segment").glob("*.yaml"))
 

@@ -435,7 +435,7 @@ def test_export_from_a_plain_base_has_the_official_key_set(
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).parents[1] / "configs" / "hq").glob("*.yaml")),
+    sorted((Path(__file__).parents[2] / "configs" / "hq").glob("*.yaml")),
     ids=lambda p: p.name,
 )
 def test_shipped_hq_configs_are_valid(path: Path, monkeypatch, tmp_path: Path) -> None:

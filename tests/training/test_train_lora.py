@@ -474,7 +474,7 @@ def test_polygon_masks_are_burnt_on_the_raster_grid(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).parents[1] / "configs" / "lora").glob("*.yaml")),
+    sorted((Path(__file__).parents[2] / "configs" / "lora").glob("*.yaml")),
     ids=lambda p: p.name,
 )
 def test_shipped_lora_configs_are_valid(path: Path, monkeypatch, tmp_path: Path) -> None:

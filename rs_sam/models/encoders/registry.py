@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 
-from rs_sam.checkpoints import CheckpointSpec, resolve_checkpoint
+from rs_sam.checkpoints import CheckpointSpec, file_sha256, resolve_checkpoint
 from rs_sam.errors import ConfigError, UnknownEncoderError
 from rs_sam.models.encoders.base import FrozenEncoder, RandomWeightsWarning
 from rs_sam.models.encoders.fastsam import build_fastsam
@@ -322,3 +322,13 @@ def load_encoder(
             stacklevel=2,
         )
     return encoder.freeze().to(target)
+
+
+def encoder_fingerprint(encoder: FrozenEncoder, checkpoint: str | Path | None) -> str | None:
+    """sha256 of the file the encoder's weights came from (None for random weights)."""
+    if encoder.random_weights:
+        return None
+    if checkpoint is not None:
+        return file_sha256(checkpoint)
+    spec = encoder.spec
+    return spec.checkpoint.sha256 or file_sha256(resolve_checkpoint(spec, download=False))

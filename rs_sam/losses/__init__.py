@@ -1,0 +1,1 @@
+"""Training losses: SAM-CD change losses and the SSRS segmentation losses."""

@@ -1,0 +1,44 @@
+"""One way to build the model of a run: a small, picklable recipe and the function that cooks it.
+
+A :class:`ModelRecipe` names everything a run's model is made of (encoder, weights,
+checkpoint, LoRA adapter and whether to merge it, device, tiny test configuration) and
+nothing live, so it can be sent to another process and compared or hashed as a cache key.
+:func:`build_encoder` is the only place that loads an encoder and applies an adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rs_sam.devices import resolve_device
+from rs_sam.models.encoders import FrozenEncoder, load_encoder
+from rs_sam.models.lora import adapt_encoder
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """What a run's encoder is built from; hashable, picklable, no live objects."""
+
+    encoder: str
+    weights: Literal["official", "random"] = "official"
+    checkpoint: Path | None = None
+    lora: Path | None = None  # adapter from `rs-sam train lora`
+    merge_lora: bool = False  # fold the adapter into the encoder's weights (faster)
+    device: str = "auto"
+    tiny: bool = False  # the reduced test configuration (random weights only)
+
+
+def build_encoder(recipe: ModelRecipe) -> FrozenEncoder:
+    """The recipe's frozen encoder on its device, with its LoRA adapter applied."""
+    encoder = load_encoder(
+        recipe.encoder,
+        weights=recipe.weights,
+        checkpoint=recipe.checkpoint,
+        device=resolve_device(recipe.device),
+        tiny=recipe.tiny,
+    )
+    return adapt_encoder(
+        encoder, recipe.lora, base_checkpoint=recipe.checkpoint, merge=recipe.merge_lora
+    )
