@@ -97,8 +97,7 @@ def fetch(name: str) -> None:
 @_one_line_errors
 def verify(file: Path, encoder: str | None) -> None:
     """Check a checkpoint FILE: size, sha256, safe loading and what model it holds."""
-    from rs_sam.checkpoints import verify_checkpoint
-    from rs_sam.models.encoders import get_encoder
+    from rs_sam.models.encoders import get_encoder, verify_checkpoint
 
     report = verify_checkpoint(file, get_encoder(encoder) if encoder else None)
 

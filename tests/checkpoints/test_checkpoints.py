@@ -23,10 +23,9 @@ from rs_sam.checkpoints import (
     load_state_dict,
     load_ultralytics_state_dict,
     resolve_checkpoint,
-    verify_checkpoint,
 )
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
-from rs_sam.models.encoders import get_encoder, load_encoder
+from rs_sam.models.encoders import get_encoder, load_encoder, verify_checkpoint
 from rs_sam.models.encoders.sam import build_mobile_sam
 
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,3 +294,19 @@ def test_fastsam_without_ultralytics_names_the_extra(monkeypatch: pytest.MonkeyP
             warnings.simplefilter("ignore", RandomWeightsWarning)
             load_encoder("fastsam_x", weights="random", tiny=True)
     assert isinstance(info.value, ImportError) and info.value.exit_code == 1
+
+
+def test_every_identifiable_checkpoint_has_an_encoder() -> None:
+    """The checkpoints layer tells users 'use encoder X' for what it identifies: X must exist."""
+    from rs_sam.checkpoints import IDENTIFIABLE
+    from rs_sam.models.encoders import ENCODERS
+
+    assert IDENTIFIABLE <= set(ENCODERS)
+
+
+def test_official_spec_for_matches_official_file_names(tmp_path: Path) -> None:
+    from rs_sam.models.encoders.verify import official_spec_for
+
+    spec = official_spec_for(tmp_path / "sam_vit_b_01ec64.pth")
+    assert spec is not None and spec.name == "sam_vit_b"
+    assert official_spec_for(tmp_path / "fine_tuned.pth") is None

@@ -23,6 +23,7 @@ from rs_sam.models.encoders.registry import (
     list_encoders,
     load_encoder,
 )
+from rs_sam.models.encoders.verify import verify_checkpoint
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -36,4 +37,5 @@ __all__ = [
     "get_encoder",
     "list_encoders",
     "load_encoder",
+    "verify_checkpoint",
 ]
