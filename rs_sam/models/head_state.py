@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import ClassVar
 
 from torch import Tensor, nn
 
+from rs_sam.checkpoints import compare_keys
 from rs_sam.errors import ConfigError
-
-#: How many offending keys a state-dict mismatch error lists.
-_KEYS_SHOWN = 5
 
 
 class HeadState(nn.Module):
@@ -41,28 +39,13 @@ class HeadState(nn.Module):
 
         Raises:
             state_error: missing, unexpected or differently shaped keys (the first few are
-                listed), with :attr:`state_hint`.
+                listed, in :class:`~rs_sam.checkpoints.KeyMismatch`'s wording), with
+                :attr:`state_hint`.
         """
-        expected = self.head_state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        reshaped = [
-            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-            for k, v in expected.items()
-            if k in state and tuple(state[k].shape) != tuple(v.shape)
-        ]
-        problems = [
-            f"{what} {_first(keys)}"
-            for what, keys in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shape", reshaped),
-            )
-            if keys
-        ]
-        if problems:
+        mismatch = compare_keys(self.head_state_dict(), state)
+        if mismatch:
             raise self.state_error(
-                f"head state does not fit this {type(self).__name__} ({'; '.join(problems)}): "
+                f"head state does not fit this {type(self).__name__} ({mismatch}): "
                 f"{self.state_hint}"
             )
         self.load_state_dict(dict(state), strict=False)
@@ -73,8 +56,3 @@ class HeadState(nn.Module):
         """Number of parameters (only those that require grad when ``trainable_only``)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
-
-def _first(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_KEYS_SHOWN])
-    more = len(keys) - _KEYS_SHOWN
-    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"

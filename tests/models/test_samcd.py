@@ -218,13 +218,13 @@ def test_load_head_state_dict_rejects_mismatch(encoders: dict[str, FrozenEncoder
     model = SamCD(encoder, **SMALL)
     state = model.head_state_dict()
     other = SamCD(encoder, **{**SMALL, "latent_classes": 6})
-    with pytest.raises(ConfigError, match=r"shape \[head\.semantic\.weight") as info:
+    with pytest.raises(ConfigError, match=r"shape mismatches \(head\.semantic\.weight") as info:
         other.load_head_state_dict(state)
     assert "\n" not in str(info.value)
     partial = dict(state)
     partial.pop("head.semantic.bias")
     partial["extra.weight"] = torch.zeros(1)
-    with pytest.raises(ConfigError, match=r"missing \[head\.semantic\.bias\]; unexpected"):
+    with pytest.raises(ConfigError, match=r"1 missing keys \(head\.semantic\.bias\); 1 unexpected"):
         model.load_head_state_dict(partial)
 
 

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError, ConfigError
 from rs_sam.models.encoders import FrozenEncoder, load_encoder
-from rs_sam.models.unetformer import UNetFormer, _GlobalLocalAttention
+from rs_sam.models.unetformer import UNetFormer
+from rs_sam.models.unetformer_blocks import GlobalLocalAttention
 
 pytestmark = pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning")
 
@@ -93,7 +94,7 @@ def test_window_attention_masks_padding() -> None:
     # A 1x1 map in a 4x4 window: the only real key is the pixel itself, so the attention
     # returns its value vector whatever the padding holds.
     torch.manual_seed(0)
-    attention = _GlobalLocalAttention(8, num_heads=2, window_size=4).eval()
+    attention = GlobalLocalAttention(8, num_heads=2, window_size=4).eval()
     x = torch.randn(2, 8, 1, 1)
     value = attention.qkv(x)[:, 16:]
     torch.testing.assert_close(attention._window_attention(x), value)
@@ -105,7 +106,7 @@ def test_window_attention_matches_per_pixel_reference() -> None:
     # window only, with the relative position bias of the pair.
     torch.manual_seed(0)
     ws, heads, dim = 4, 2, 8
-    attention = _GlobalLocalAttention(dim, num_heads=heads, window_size=ws).eval()
+    attention = GlobalLocalAttention(dim, num_heads=heads, window_size=ws).eval()
     x = torch.randn(1, dim, 6, 7)
     with torch.no_grad():
         got = attention._window_attention(x)
@@ -262,12 +263,14 @@ def test_mismatched_state_raises(encoder: FrozenEncoder) -> None:
     state = model.head_state_dict()
     missing = dict(state)
     del missing["decoder.classifier.2.weight"]
-    with pytest.raises(CheckpointError, match=r"missing \[decoder\.classifier\.2\.weight\]"):
+    with pytest.raises(
+        CheckpointError, match=r"\(1 missing keys \(decoder\.classifier\.2\.weight\)\)"
+    ):
         model.load_head_state_dict(missing)
-    with pytest.raises(CheckpointError, match="unexpected"):
+    with pytest.raises(CheckpointError, match=r"1 unexpected keys \(decoder\.extra\)"):
         model.load_head_state_dict({**state, "decoder.extra": torch.zeros(1)})
     other = sam_model(encoder, num_classes=7).head_state_dict()
-    with pytest.raises(CheckpointError, match="shape"):
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(decoder\.classifier\.2\."):
         model.load_head_state_dict(other)
     with pytest.raises(CheckpointError, match="unexpected"):
         model.load_head_state_dict(sam_model(encoder, aux_head=True).head_state_dict())
