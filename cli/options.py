@@ -1,4 +1,8 @@
-"""Options and error handling shared by the ``rs-sam`` commands."""
+"""Options and error handling shared by the ``rs-sam`` commands.
+
+The options of ``detect-change``, ``segment`` and ``sam-objects`` are generated from the
+option table :mod:`rs_sam.options`; only ``-v`` and ``-q`` are the CLI's own.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from rs_sam.options import PATH_KINDS, Command, Option
+from rs_sam.progress import chip_progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,83 +66,49 @@ def setup_output(verbose: int, quiet: bool) -> None:
 
 verbose_option = click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors only.")
-overwrite_option = click.option(
-    "--overwrite", is_flag=True, help="Replace existing outputs (refused otherwise)."
-)
-encoder_option = click.option(
-    "--encoder",
-    default="mobile_sam",
-    show_default=True,
-    help="Encoder from the registry (see `rs-sam weights list`).",
-)
-checkpoint_option = click.option(
-    "--checkpoint",
-    type=click.Path(dir_okay=False, path_type=str),
-    default=None,
-    help="Checkpoint file to use instead of the cached/downloaded official one.",
-)
-weights_option = click.option(
-    "--weights",
-    type=click.Choice(["official", "random"]),
-    default="official",
-    show_default=True,
-    envvar="RS_SAM_WEIGHTS",
-    show_envvar=True,
-    help="'random' = untrained weights, for tests and benchmarks only (meaningless results).",
-)
-device_option = click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-    default="auto",
-    show_default=True,
-    help="Where the model runs.",
-)
-chip_size_option = click.option(
-    "--chip-size",
-    type=int,
-    default=None,
-    help="Chip side in pixels of a's grid [default: 1024, or the model's training chip].",
-)
-overlap_option = click.option(
-    "--overlap",
-    type=int,
-    default=None,
-    help="Pixels shared by neighbouring chips, blended smoothly; < chip size / 2 "
-    "[default: chip size / 8].",
-)
-bands_option = click.option(
-    "--bands",
-    default=None,
-    help="1-based bands to use, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3].",
-)
-nodata_option = click.option(
-    "--nodata", type=float, default=None, help="Value marking missing data [default: the file's]."
-)
-min_area_option = click.option(
-    "--min-area",
-    default="0",
-    show_default=True,
-    help="Drop polygons smaller than this: pixels ('50' or '50px') or square metres ('200m2').",
-)
-simplify_option = click.option(
-    "--simplify",
-    type=float,
-    default=None,
-    help="Simplify polygons with this tolerance (map units).",
-)
+def _click_type(option: Option) -> click.ParamType:
+    if option.kind == "enum":
+        return click.Choice(list(option.choices))
+    if option.kind in PATH_KINDS:
+        return click.Path(dir_okay=option.folders)
+    return {"int": click.INT, "float": click.FLOAT}.get(option.kind, click.STRING)
 
 
-lora_option = click.option(
-    "--lora",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="LoRA adapter from `rs-sam train lora` for the encoder (same base encoder).",
-)
-merge_lora_option = click.option(
-    "--merge-lora",
-    is_flag=True,
-    help="Fold the LoRA adapter into the encoder's weights first (same output, faster).",
-)
+def click_parameter(option: Option) -> Callable[[F], F]:
+    """The click argument or option of one entry of the option table."""
+    if option.positional:
+        return click.argument(option.name)
+    flags = [option.short, option.flag] if option.short else [option.flag]
+    if option.kind == "bool":
+        return click.option(*flags, is_flag=True, help=option.help)
+    extra: dict[str, Any] = {"envvar": option.envvar, "show_envvar": True} if option.envvar else {}
+    return click.option(
+        *flags,
+        type=_click_type(option),
+        default=option.default,
+        required=option.required,
+        show_default=option.default is not None,
+        help=option.help,
+        **extra,
+    )
+
+
+def table_parameters(command: Command) -> Callable[[F], F]:
+    """Every argument and option of a command, from :mod:`rs_sam.options`.
+
+    The help lists the required ones (``-o``) first, then the table's order.
+    """
+    options = sorted(command.options, key=lambda o: not (o.positional or o.required))
+    return compose(*(click_parameter(option) for option in options))
+
+
+def run_and_report(command: str, values: dict[str, Any], quiet: bool) -> None:
+    """Run a command through the API with chip progress; print its summary unless quiet."""
+    from rs_sam.commands import run
+
+    result = run(command, values, show_progress=not quiet, on_progress=chip_progress())
+    if not quiet:
+        click.echo(result.summary(), err=True)
 
 
 def compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:

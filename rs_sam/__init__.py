@@ -1,8 +1,11 @@
 """rs-sam: the Segment Anything family for remote sensing.
 
-The public API is small: :func:`detect_change` (zero-shot change detection of a raster
-pair to vectors) and the encoder registry in :mod:`rs_sam.models.encoders`. Heavy modules
-are imported on first use, so ``import rs_sam`` stays fast.
+The public API is :mod:`rs_sam.api`: ``detect_change`` (change between a raster pair, to
+vectors), ``segment`` (objects or classes of a raster, to vectors) and ``sam_objects``
+(SAM object maps for SSRS), with their settings; and the encoder registry in
+:mod:`rs_sam.models.encoders`. ``rs_sam.detect_change`` and ``rs_sam.sam_objects`` are the
+API's; ``rs_sam.segment`` is the segmentation package, so use ``rs_sam.api.segment``.
+Heavy modules are imported on first use, so ``import rs_sam`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,12 +14,27 @@ from typing import Any
 
 from rs_sam.version import __version__
 
-__all__ = ["ChangeSettings", "__version__", "detect_change"]
+__all__ = [
+    "ChangeSettings",
+    "SamObjectsSettings",
+    "SegmentSettings",
+    "__version__",
+    "detect_change",
+    "sam_objects",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("detect_change", "ChangeSettings", "ChangeResult"):
+    if name in ("detect_change", "sam_objects"):
+        from rs_sam import api
+
+        return getattr(api, name)
+    if name in ("ChangeSettings", "ChangeResult"):
         from rs_sam import change
 
         return getattr(change, name)
+    if name in ("SegmentSettings", "SamObjectsSettings"):
+        from rs_sam.segment import settings
+
+        return getattr(settings, name)
     raise AttributeError(f"module 'rs_sam' has no attribute {name!r}")

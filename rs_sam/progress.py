@@ -1,11 +1,14 @@
 """Chip progress for callers that are not Python code: QGIS and a parent process.
 
+QGIS's in-process runs pass their own ``on_progress`` to the API (which cancels by raising
+:class:`~rs_sam.errors.RunCancelled`); what follows is the CLI's side.
+
 The long-running functions take ``on_progress(done, total)``, called after each chip; an
 exception raised there stops the run before any output is finalised. The CLI passes
 :func:`chip_progress`, which forwards each call to
 
-* the hook installed with :func:`reporting` (QGIS running the CLI in its own process: the
-  hook sets the progress bar and raises :class:`~rs_sam.errors.RunCancelled` on cancel), and
+* the hook installed with :func:`reporting` (a program running the CLI in its own process;
+  a hook may raise :class:`~rs_sam.errors.RunCancelled` to stop the run), and
 * with ``RS_SAM_PROGRESS=lines`` in the environment, a line ``rs-sam-progress DONE TOTAL``
   on stderr (a parent process running ``python -m rs_sam.cli``: QGIS with a configured
   interpreter reads these lines), and

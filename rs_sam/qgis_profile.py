@@ -6,7 +6,8 @@ through the interpreter recorded at :func:`interpreter_record_path`.
 
 Layout inside a profile folder ``<profiles root>/<profile>/``::
 
-    python/plugins/rs_sam_processing/   the plugin (a copy, or a symlink with link=True)
+    python/plugins/rs_sam_processing/   the plugin (a copy, or a symlink with link=True);
+                                        a copy gets rs_sam/options.py, the option table
     rs_sam/interpreter.json             {"python": ..., "rs_sam_version": ...}
     QGIS/QGIS3.ini                      [PythonPlugins] rs_sam_processing=true
 """
@@ -31,6 +32,15 @@ _SECTION = "PythonPlugins"
 def plugin_source() -> Path:
     """The plugin folder shipped in the installed rs-sam package."""
     return Path(__file__).parent / "qgis_plugin"
+
+
+def option_table_source() -> Path:
+    """``rs_sam/options.py``: the option table the plugin's parameters are generated from.
+
+    Standard library only, so a copied plugin carries it and loads without rs_sam; a linked
+    plugin finds it beside its source folder.
+    """
+    return Path(__file__).with_name("options.py")
 
 
 def profiles_root(profiles_dir: Path | None = None) -> Path:
@@ -154,6 +164,7 @@ def install_plugin(
                 ) from err
         else:
             shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copyfile(option_table_source(), tmp / "options.py")
         # A folder cannot be renamed over a symlink (or vice versa): move the old one aside.
         if dest.exists() or dest.is_symlink():
             _remove(old)

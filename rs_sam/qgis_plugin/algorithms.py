@@ -1,4 +1,8 @@
-"""Processing algorithms built from :mod:`.specs`: parameters in, an ``rs-sam`` command out."""
+"""Processing algorithms built from :mod:`.specs`: parameters in, option values out.
+
+The values (keyed by option name) go to the library API in QGIS's Python, or become an
+``rs-sam`` command in another Python (:mod:`.runner`).
+"""
 
 from __future__ import annotations
 
@@ -118,23 +122,23 @@ class RsSamAlgorithm(QgsProcessingAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
-        command, outputs = self.command(parameters, context, feedback)
+        values, outputs = self.values(parameters, context, feedback)
         try:
-            run_command(command, feedback, self.run_settings())
+            run_command(self.spec.name, values, feedback, self.run_settings())
         except RunFailed as err:
             raise QgsProcessingException(str(err)) from err
         return outputs
 
-    # ------------------------------------------------------------------ the CLI command
-    def command(
+    # ------------------------------------------------------------------ option values
+    def values(
         self,
         parameters: dict[str, Any],
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
-    ) -> tuple[list[str], dict[str, str]]:
-        """The ``rs-sam`` arguments for these parameter values, and the outputs' paths."""
-        positional: list[str] = []
-        options: list[str] = []
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The option values (by option name; None = unset) for these parameter values,
+        and the outputs' paths."""
+        values: dict[str, Any] = {}
         outputs: dict[str, str] = {}
         for param in self.spec.params:
             value = self._value(param, parameters, context, feedback)
@@ -142,13 +146,8 @@ class RsSamAlgorithm(QgsProcessingAlgorithm):
                 continue
             if param.kind.endswith("_out"):
                 outputs[param.name] = value
-            if param.flag is None:
-                positional.append(value)
-            elif param.kind == "bool":
-                options.append(param.flag)
-            else:
-                options += [param.flag, value]
-        return [self.spec.command, *positional, *options], outputs
+            values[param.key] = value
+        return values, outputs
 
     def _value(
         self,
@@ -156,13 +155,13 @@ class RsSamAlgorithm(QgsProcessingAlgorithm):
         parameters: dict[str, Any],
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
-    ) -> str | None:
-        """The CLI value of one parameter (``"true"`` for a set flag), or None to leave out."""
+    ) -> Any:
+        """The option value of one parameter, or None to leave it unset."""
         name, kind = param.name, param.kind
         if kind == "raster":
             return _raster_path(self.parameterAsRasterLayer(parameters, name, context), param)
         if kind == "bool":
-            return "true" if self.parameterAsBoolean(parameters, name, context) else None
+            return self.parameterAsBoolean(parameters, name, context)
         if kind == "enum":
             return param.choices[self.parameterAsEnum(parameters, name, context)]
         if kind.endswith("_out"):
@@ -177,9 +176,9 @@ class RsSamAlgorithm(QgsProcessingAlgorithm):
         if kind == "file":
             return self.parameterAsFile(parameters, name, context)
         if kind == "int":
-            return str(self.parameterAsInt(parameters, name, context))
+            return self.parameterAsInt(parameters, name, context)
         if kind == "float":
-            return repr(self.parameterAsDouble(parameters, name, context))
+            return self.parameterAsDouble(parameters, name, context)
         return self.parameterAsString(parameters, name, context)
 
 

@@ -1,14 +1,19 @@
-"""Run an ``rs-sam`` command for a Processing algorithm: in QGIS's own Python or in another.
+"""Run an rs-sam command for a Processing algorithm: in QGIS's own Python or in another.
 
-* **In-process** when ``rs_sam`` and torch import in QGIS's Python: the click command runs in
-  this process (one run at a time: it redirects process-wide stderr, warnings and logging);
-  a progress hook sets the progress bar and stops the run between chips on cancel (the
-  library then removes its unfinished outputs).
+A run is a command of the option table (``detect_change``, ``segment``, ``sam_objects``)
+and its option values, keyed by option name.
+
+* **In-process** when ``rs_sam`` and torch import in QGIS's Python: the values go to the
+  library API (:func:`rs_sam.commands.run`) in this process (one run at a time: warnings
+  and error logs are relayed through process-wide hooks); a progress callback sets the
+  progress bar and stops the run between chips on cancel (the library then removes its
+  unfinished outputs).
 * **Subprocess** otherwise (or while another run holds this process): ``<python> -m
-  rs_sam.cli ...`` in the interpreter configured by ``RS_SAM_PYTHON`` (environment), the
-  Processing setting of the same name, or the record ``rs-sam qgis install`` wrote. Its
-  progress lines are relayed. On cancel a file tells it to stop after the current chip;
-  one that does not stop in time is interrupted, then killed.
+  rs_sam.cli ...`` with the options the table makes of the values, in the interpreter
+  configured by ``RS_SAM_PYTHON`` (environment), the Processing setting of the same name,
+  or the record ``rs-sam qgis install`` wrote. Its progress lines are relayed. On cancel a
+  file tells it to stop after the current chip; one that does not stop in time is
+  interrupted, then killed.
 
 Nothing here imports QGIS or rs_sam at module level; failures raise :class:`RunFailed`
 with the CLI's one-line message.
@@ -29,9 +34,12 @@ import tempfile
 import threading
 import traceback
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from .specs import options
 
 #: How to run: prefer in-process when possible, or force one way.
 MODES = ("auto", "in-process", "subprocess")
@@ -93,14 +101,17 @@ def import_problem() -> str | None:
     try:
         import torch  # noqa: F401
 
-        import rs_sam.cli.main  # noqa: F401
+        import rs_sam.commands  # noqa: F401
     except Exception as err:  # ImportError, or an OSError/ABI error from a compiled module
         return _one_line(err)
     return None
 
 
-def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -> None:
-    """Run ``rs-sam <command>`` the way ``settings`` says; raises :class:`RunFailed`."""
+def run_command(
+    command: str, values: Mapping[str, Any], feedback: Feedback, settings: RunSettings
+) -> None:
+    """Run ``command`` with option ``values`` the way ``settings`` says; raises
+    :class:`RunFailed`."""
     if settings.mode not in MODES:
         raise RunFailed(
             f"{MODE_SETTING}={settings.mode!r} is not a run mode; use one of {', '.join(MODES)}"
@@ -114,7 +125,7 @@ def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -
             # one in-process run at a time; with an interpreter, don't wait for it
             if _in_process_lock.acquire(blocking=not settings.python):
                 try:
-                    run_in_process(command, feedback)
+                    run_in_process(command, values, feedback)
                 finally:
                     _in_process_lock.release()
                 return
@@ -135,7 +146,13 @@ def run_command(command: list[str], feedback: Feedback, settings: RunSettings) -
             f"environment that has rs-sam, or set {PYTHON_SETTING} (environment variable, or "
             "Settings > Options > Processing > Providers > rs-sam)"
         )
-    run_subprocess(settings.python, command, feedback)
+    run_subprocess(settings.python, cli_arguments(command, values), feedback)
+
+
+def cli_arguments(command: str, values: Mapping[str, Any]) -> list[str]:
+    """The ``rs-sam`` arguments (command name first) of a run."""
+    table = options.COMMANDS[command]
+    return [table.cli_name, *table.cli_arguments(values)]
 
 
 def _one_line(err: BaseException) -> str:
@@ -173,42 +190,41 @@ class _LineRelay:
         self.pending = ""
 
 
-def run_in_process(command: list[str], feedback: Feedback) -> None:
-    """Run the click command here, relaying progress, warnings and cancellation.
-
-    The CLI sets up warnings and logging for its process; both are restored afterwards.
-    """
-    import click
-
-    from rs_sam.cli.main import cli
-    from rs_sam.errors import RunCancelled
-    from rs_sam.progress import reporting
+def run_in_process(command: str, values: Mapping[str, Any], feedback: Feedback) -> None:
+    """Run the command through the library API here, relaying progress, warnings, error
+    logs and cancellation; warning and logging hooks are restored afterwards."""
+    from rs_sam.commands import run
+    from rs_sam.errors import RsSamError, RunCancelled
 
     def on_progress(done: int, total: int) -> None:
         feedback.setProgress(100.0 * done / max(total, 1))
         if feedback.isCanceled():
             raise RunCancelled(f"cancelled after {done} of {total} chips; no output was written")
 
+    def show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        _push(feedback, f"WARNING: {message}")
+
     relay = _LineRelay(feedback)
+    errors = logging.StreamHandler(relay)  # type: ignore[arg-type]
+    errors.setLevel(logging.ERROR)  # what the CLI shows with -q
+    errors.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    root.addHandler(errors)
     try:
-        with warnings.catch_warnings(), reporting(on_progress):  # restores showwarning too
+        with warnings.catch_warnings():  # restores showwarning and the filters
             warnings.simplefilter("ignore", DeprecationWarning)  # for developers, not users
             warnings.simplefilter("ignore", PendingDeprecationWarning)
+            warnings.showwarning = show_warning
             with contextlib.redirect_stderr(relay):  # type: ignore[type-var]
-                cli.main(args=[*command, "-q"], prog_name="rs-sam", standalone_mode=False)
-    except click.ClickException as err:
-        raise RunFailed(err.format_message()) from err
-    except click.exceptions.Abort as err:
-        raise RunFailed("aborted; no output was written") from err
+                run(command, values, show_progress=False, on_progress=on_progress)
+    except RsSamError as err:
+        raise RunFailed(str(err)) from err
     except Exception as err:  # a bug or an environment problem: one line, details in the log
         push_debug = getattr(feedback, "pushDebugInfo", feedback.pushInfo)
         push_debug(traceback.format_exc())
         raise RunFailed(f"rs-sam failed: {_one_line(err)}") from err
     finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+        root.removeHandler(errors)
         relay.flush()
 
 

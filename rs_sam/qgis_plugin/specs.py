@@ -1,44 +1,64 @@
-"""The Processing algorithms' parameters as plain data, mirroring the CLI options.
+"""The Processing algorithms' parameters, generated from the option table of the CLI.
 
-Each :class:`Param` names a Processing parameter, its type, its default and the ``rs-sam``
-option it becomes. Nothing here imports QGIS or rs_sam, so the tests compare these
-defaults with the click commands' own, and the plugin loads where torch is missing.
+Each :class:`Param` names a Processing parameter, its type, its default and the option it
+sets (the ``rs-sam`` flag, and the name in the values handed to the API). The table is
+``rs_sam/options.py``: standard library only, copied into the plugin by ``rs-sam qgis
+install``, so this module loads in QGIS's Python without torch or rs_sam. Nothing here
+imports QGIS.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-#: Parameter kinds: inputs (raster layer, point/polygon features, file, bool, int, float,
-#: enum, string) and outputs (vector, raster).
-KINDS = (
-    "raster",
-    "features",
-    "file",
-    "bool",
-    "int",
-    "float",
-    "enum",
-    "string",
-    "vector_out",
-    "raster_out",
-)
+
+def _load_option_table() -> ModuleType:
+    """``options.py``: the plugin's copy, else rs_sam's, else the one beside a linked plugin."""
+    try:  # the copy in an installed plugin (by name: the source folder has none)
+        return importlib.import_module(f"{__package__}.options")
+    except ImportError:
+        pass
+    try:
+        from rs_sam import options as library_options
+
+        return library_options
+    except ImportError:
+        pass
+    path = Path(__file__).resolve().parent.parent / "options.py"  # rs_sam/ of a linked plugin
+    name = f"{__package__ or 'rs_sam_plugin'}._options"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"the rs-sam option table {path} is missing; reinstall the plugin")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+options = _load_option_table()
+KINDS: tuple[str, ...] = options.KINDS
 
 
 @dataclass(frozen=True)
 class Param:
-    """One Processing parameter and the CLI argument it becomes.
+    """One Processing parameter and the option it sets.
 
     Attributes:
         name: Processing parameter name (``processing.run(..., {name: value})``).
         kind: One of :data:`KINDS`.
         description: Label shown in the algorithm dialog.
         flag: The CLI option (``--chip-size``), or None for a positional argument.
-        default: Default value (an enum's choice string; None = not passed to the CLI).
+        default: Default value (an enum's choice string; None = not passed on).
         choices: The choices of an enum.
         optional: May be left empty.
         advanced: Listed under "Advanced parameters".
+        key: The option's name in the values of the API call (``chip_size``).
     """
 
     name: str
@@ -49,15 +69,31 @@ class Param:
     choices: tuple[str, ...] = ()
     optional: bool = False
     advanced: bool = False
+    key: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown parameter kind {self.kind!r}")
 
+    @classmethod
+    def of(cls, option: Any) -> Param:
+        """The parameter of one :class:`rs_sam.options.Option`."""
+        return cls(
+            name=option.qgis_name,
+            kind=option.kind,
+            description=option.label,
+            flag=option.flag,
+            default=option.default,
+            choices=option.choices,
+            optional=option.optional,
+            advanced=option.advanced,
+            key=option.name,
+        )
+
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """One Processing algorithm: the ``rs-sam`` command it runs and its parameters."""
+    """One Processing algorithm: the command it runs and its parameters."""
 
     name: str
     display_name: str
@@ -69,268 +105,36 @@ class AlgorithmSpec:
         return next(p for p in self.params if p.name == name)
 
 
-def _model_params(*, pred_iou: float, box_nms: float | None, points: int) -> tuple[Param, ...]:
-    """The SAM options shared by the three commands (their defaults differ)."""
-    params = [
-        Param(
-            "ENCODER", "string", "Encoder (see `rs-sam weights list`)", "--encoder", "mobile_sam"
-        ),
-        Param(
-            "WEIGHTS",
-            "enum",
-            "Weights ('random': untrained, for tests only)",
-            "--weights",
-            "official",
-            ("official", "random"),
-            advanced=True,
-        ),
-        Param(
-            "CHECKPOINT",
-            "file",
-            "Checkpoint file instead of the official one",
-            "--checkpoint",
-            optional=True,
-            advanced=True,
-        ),
-        Param("LORA", "file", "LoRA adapter from `rs-sam train lora`", "--lora", optional=True),
-        Param(
-            "MERGE_LORA",
-            "bool",
-            "Fold the LoRA adapter into the weights first (faster)",
-            "--merge-lora",
-            False,
-            advanced=True,
-        ),
-        Param(
-            "DEVICE",
-            "enum",
-            "Device",
-            "--device",
-            "auto",
-            ("auto", "cpu", "cuda", "mps"),
-            advanced=True,
-        ),
-        Param(
-            "CHIP_SIZE",
-            "int",
-            "Chip side in pixels [default: 1024, or the model's]",
-            "--chip-size",
-            optional=True,
-            advanced=True,
-        ),
-        Param(
-            "OVERLAP",
-            "int",
-            "Pixels shared by neighbouring chips [default: by chip size]",
-            "--overlap",
-            optional=True,
-            advanced=True,
-        ),
-        Param(
-            "POINTS_PER_SIDE",
-            "int",
-            "Prompt grid per chip",
-            "--points-per-side",
-            points,
-            advanced=True,
-        ),
-        Param(
-            "BATCH_SIZE", "int", "Point prompts decoded together", "--batch-size", 64, advanced=True
-        ),
-        Param(
-            "PRED_IOU_THRESH",
-            "float",
-            "Keep masks with predicted IoU above",
-            "--pred-iou-thresh",
-            pred_iou,
-            advanced=True,
-        ),
-        Param(
-            "STABILITY_THRESH",
-            "float",
-            "Keep masks with stability above",
-            "--stability-thresh",
-            0.95,
-            advanced=True,
-        ),
-    ]
-    if box_nms is not None:
-        params.append(
-            Param(
-                "BOX_NMS_THRESH",
-                "float",
-                "Box IoU above which a chip's lower-scored mask is dropped",
-                "--box-nms-thresh",
-                box_nms,
-                advanced=True,
-            )
-        )
-    return tuple(params)
+def _spec(command: Any, display_name: str, help: str) -> AlgorithmSpec:
+    params = tuple(Param.of(option) for option in command.options)
+    return AlgorithmSpec(command.name, display_name, command.cli_name, help, params)
 
 
-def _band_and_area_params(min_area: str, *, simplify: bool = True) -> tuple[Param, ...]:
-    params = [
-        Param(
-            "MIN_AREA",
-            "string",
-            "Drop objects smaller than this ('50px' or '200m2')",
-            "--min-area",
-            min_area,
-        ),
-    ]
-    if simplify:
-        params.append(
-            Param(
-                "SIMPLIFY",
-                "float",
-                "Simplify polygons (map units)",
-                "--simplify",
-                optional=True,
-                advanced=True,
-            )
-        )
-    params += [
-        Param(
-            "BANDS",
-            "string",
-            "1-based bands, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3]",
-            "--bands",
-            optional=True,
-            advanced=True,
-        ),
-        Param(
-            "NODATA",
-            "float",
-            "Value marking missing data [default: the file's]",
-            "--nodata",
-            optional=True,
-            advanced=True,
-        ),
-        Param("OVERWRITE", "bool", "Replace existing output files", "--overwrite", False),
-    ]
-    return tuple(params)
-
-
-DETECT_CHANGE = AlgorithmSpec(
-    name="detect_change",
-    display_name="Detect change",
-    command="detect-change",
-    help="Changes between raster A (earlier) and B (later) as polygons in A's CRS. Zero-shot "
+DETECT_CHANGE = _spec(
+    options.DETECT_CHANGE,
+    "Detect change",
+    "Changes between raster A (earlier) and B (later) as polygons in A's CRS. Zero-shot "
     "(AnyChange) by default, or with a SAM-CD model from `rs-sam train change`. B is "
     "reprojected onto A's grid; only the overlap is processed.",
-    params=(
-        Param("A", "raster", "Raster A (earlier)"),
-        Param("B", "raster", "Raster B (later)"),
-        Param(
-            "MODEL", "file", "SAM-CD model (.ckpt) [default: zero-shot]", "--model", optional=True
-        ),
-        Param(
-            "SEMANTIC",
-            "bool",
-            "With a model: class of each polygon on both dates",
-            "--semantic",
-            False,
-        ),
-        Param(
-            "THRESHOLD",
-            "float",
-            "Change threshold [default: the method's]",
-            "--threshold",
-            optional=True,
-        ),
-        *_model_params(pred_iou=0.5, box_nms=None, points=16),
-        *_band_and_area_params("0"),
-        Param("OUTPUT", "vector_out", "Changes", "--output"),
-        Param(
-            "PROBABILITY", "raster_out", "Change score raster", "--save-probability", optional=True
-        ),
-        Param(
-            "LATENT",
-            "raster_out",
-            "Latent classes of both dates (with a model and semantic)",
-            "--save-latent",
-            optional=True,
-        ),
-    ),
 )
-
-SEGMENT = AlgorithmSpec(
-    name="segment",
-    display_name="Segment",
-    command="segment",
-    help="Objects of a raster as polygons in its CRS: every object SAM finds (anything), one "
+SEGMENT = _spec(
+    options.SEGMENT,
+    "Segment",
+    "Objects of a raster as polygons in its CRS: every object SAM finds (anything), one "
     "object per point or polygon prompt (prompt), or the classes of a model from `rs-sam "
     "train segment` (semantic, with a model file).",
-    params=(
-        Param("INPUT", "raster", "Raster"),
-        Param("MODE", "enum", "Mode", "--mode", "anything", ("anything", "prompt")),
-        Param(
-            "PROMPTS",
-            "features",
-            "Prompts (points, label 1/0; polygons = boxes)",
-            "--prompts",
-            optional=True,
-        ),
-        Param(
-            "MULTIMASK",
-            "enum",
-            "Prompt mode: the best mask or all three",
-            "--multimask",
-            "best",
-            ("best", "all"),
-            advanced=True,
-        ),
-        Param(
-            "CONTEXT",
-            "int",
-            "Prompt mode: pixels of context around each prompt",
-            "--context",
-            128,
-            advanced=True,
-        ),
-        Param(
-            "MODEL",
-            "file",
-            "Semantic model (.ckpt) from `rs-sam train segment`",
-            "--model",
-            optional=True,
-        ),
-        Param("HQ", "bool", "HQ-SAM masks (an sam_hq_* encoder)", "--hq", False),
-        Param("HQ_ONLY", "bool", "HQ-SAM's HQ mask alone", "--hq-only", False, advanced=True),
-        *_model_params(pred_iou=0.88, box_nms=0.7, points=32),
-        *_band_and_area_params("0"),
-        Param("OUTPUT", "vector_out", "Objects", "--output"),
-        Param(
-            "SAVE_CLASSES",
-            "raster_out",
-            "With a model: class raster",
-            "--save-classes",
-            optional=True,
-        ),
-        Param(
-            "SAVE_PROBABILITY",
-            "raster_out",
-            "With a model: class probabilities",
-            "--save-probability",
-            optional=True,
-        ),
-    ),
 )
-
-SAM_OBJECTS = AlgorithmSpec(
-    name="sam_objects",
-    display_name="SAM object map",
-    command="sam-objects",
-    help="SAM object map (uint32 ids, 0 = none) and boundary map of a raster, on its grid, "
+SAM_OBJECTS = _spec(
+    options.SAM_OBJECTS,
+    "SAM object map",
+    "SAM object map (uint32 ids, 0 = none) and boundary map of a raster, on its grid, "
     "for SSRS training. Defaults follow SSRS (predicted IoU 0.96, box NMS 0.5, objects of "
     "at least 50 pixels).",
-    params=(
-        Param("INPUT", "raster", "Raster"),
-        *_model_params(pred_iou=0.96, box_nms=0.5, points=32),
-        *_band_and_area_params("50px", simplify=False),
-        Param("OUTPUT", "raster_out", "Object ids", "--output"),
-        Param("BOUNDARY", "raster_out", "Boundaries", "--boundary", optional=True),
-    ),
 )
 
 ALGORITHMS = (DETECT_CHANGE, SEGMENT, SAM_OBJECTS)
+
+
+def cli_arguments(spec: AlgorithmSpec, values: dict[str, Any]) -> list[str]:
+    """``rs-sam`` arguments (command first) for option values keyed by option name."""
+    return [spec.command, *options.COMMANDS[spec.name].cli_arguments(values)]

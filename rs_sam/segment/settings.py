@@ -1,22 +1,21 @@
-"""Settings of ``rs-sam segment``: one frozen dataclass shared by its modes."""
+"""Settings of ``segment`` and ``sam-objects``: the shared fields, their defaults, HQ decoding."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from rs_sam.data.grid import check_chip_geometry
 from rs_sam.errors import ConfigError
+from rs_sam.inference.settings import SharedSettings
 from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings
+from rs_sam.options import SAM_OBJECTS, SEGMENT, Command
 from rs_sam.segment.merge import MATCH_IOU
 from rs_sam.vector.polygonize import MinArea
 
 
 @dataclass(frozen=True, kw_only=True)
-class SegmentSettings:
+class SegmentSettings(SharedSettings):
     """Everything that shapes a ``segment`` run besides its inputs and outputs.
 
     Defaults of automatic mask generation follow segment-anything's generator
@@ -27,29 +26,19 @@ class SegmentSettings:
     automatic and prompt modes; it needs an HQ-SAM encoder (``sam_hq_*``).
     """
 
-    encoder: str = "mobile_sam"
-    weights: Literal["official", "random"] = "official"
-    checkpoint: Path | None = None
-    device: str = "auto"
-    chip_size: int | None = None  # pixels of the raster's grid (default 1024 or the model's)
-    overlap: int | None = None  # pixels shared by neighbouring chips (default chip // 4)
-    points_per_side: int = 32
-    batch_size: int = 64  # point prompts decoded together
-    pred_iou_thresh: float = 0.88
-    stability_thresh: float = 0.95
-    box_nms_thresh: float = 0.7
+    command: ClassVar[Command | None] = SEGMENT
+    overlap_divisor: ClassVar[int] = SEGMENT.overlap_divisor
+
+    points_per_side: int = SEGMENT.default("points_per_side")
+    pred_iou_thresh: float = SEGMENT.default("pred_iou_thresh")
+    min_area: MinArea = field(
+        default_factory=lambda: MinArea.parse(SEGMENT.default("min_area"))
+    )
+    box_nms_thresh: float = SEGMENT.default("box_nms_thresh")
     match_iou: float = MATCH_IOU  # same object in two chips: IoU inside their shared area
-    min_area: MinArea = dataclasses.field(default_factory=lambda: MinArea(0.0, "px"))
-    simplify: float | None = None  # map units
-    bands: tuple[int, ...] | None = None  # 1-based; None = automatic
-    nodata: float | None = None  # None = the file's own nodata
     hq: HqMode = "off"  # HQ-SAM decoding: "add" (--hq) or "only" (--hq-only)
-    lora: Path | None = None  # LoRA adapter from `rs-sam train lora` for the encoder
-    merge_lora: bool = False  # fold the adapter into the encoder's weights (faster)
 
     def __post_init__(self) -> None:
-        if self.weights not in ("official", "random"):
-            raise ConfigError(f"weights {self.weights!r} is unknown; use 'official' or 'random'")
         if self.hq not in HQ_MODES:
             raise ConfigError(f"hq {self.hq!r} is unknown; use one of {', '.join(HQ_MODES)}")
         if self.hq != "off":
@@ -58,23 +47,10 @@ class SegmentSettings:
             spec = ENCODERS.get(self.encoder)
             if spec is not None and not spec.hq:  # unknown names fail where they are loaded
                 raise hq_encoder_error(self.encoder)
-        if self.chip_size is not None and self.chip_size < 32:
-            raise ConfigError(f"chip size {self.chip_size} is too small; use at least 32 pixels")
-        if self.chip_size is not None and self.overlap is not None:
-            check_chip_geometry(self.chip_size, self.overlap)
-        for name in ("pred_iou_thresh", "stability_thresh", "box_nms_thresh", "match_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} {value} must be between 0 and 1")
-        if self.batch_size < 1 or self.points_per_side < 1:
-            raise ConfigError("batch size and points per side must be positive")
+        super().__post_init__()
 
-    def tiling(self, model_chip_size: int | None = None) -> tuple[int, int]:
-        """(chip size, overlap) after defaults: 1024 or the model's chip, overlap 1/4."""
-        chip = self.chip_size or model_chip_size or 1024
-        overlap = self.overlap if self.overlap is not None else chip // 4
-        check_chip_geometry(chip, overlap)
-        return chip, overlap
+    def _fractions(self) -> tuple[str, ...]:
+        return (*super()._fractions(), "box_nms_thresh", "match_iou")
 
     @property
     def proposals(self) -> ProposalSettings:
@@ -85,3 +61,18 @@ class SegmentSettings:
             stability_thresh=self.stability_thresh,
             box_nms_thresh=self.box_nms_thresh,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamObjectsSettings(SegmentSettings):
+    """``sam-objects``'s settings: SSRS's defaults (predicted IoU 0.96, box NMS 0.5, 50 px)."""
+
+    command: ClassVar[Command | None] = SAM_OBJECTS
+    overlap_divisor: ClassVar[int] = SAM_OBJECTS.overlap_divisor
+
+    points_per_side: int = SAM_OBJECTS.default("points_per_side")
+    pred_iou_thresh: float = SAM_OBJECTS.default("pred_iou_thresh")
+    box_nms_thresh: float = SAM_OBJECTS.default("box_nms_thresh")
+    min_area: MinArea = field(
+        default_factory=lambda: MinArea.parse(SAM_OBJECTS.default("min_area"))
+    )

@@ -45,8 +45,12 @@ def test_install_copies_records_and_enables(source: Path, root: Path) -> None:
     profile = root / "default"
     assert dest == profile / "python" / "plugins" / PLUGIN_NAME
     assert not dest.is_symlink()
-    assert sorted(p.name for p in dest.iterdir()) == ["__init__.py", "metadata.txt", "provider.py"]
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "__init__.py", "metadata.txt", "options.py", "provider.py"
+    ]  # fmt: skip
     assert (dest / "provider.py").read_text() == "VERSION = 1\n"
+    # the option table the plugin's parameters are generated from travels with it
+    assert (dest / "options.py").read_bytes() == qgis_profile.option_table_source().read_bytes()
     record = interpreter_record_path(profile)
     assert record == dest.parents[2] / "rs_sam" / "interpreter.json"
     assert json.loads(record.read_text()) == {

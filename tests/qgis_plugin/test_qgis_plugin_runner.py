@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from rs_sam import progress
+from rs_sam import commands, progress
 from rs_sam.cli.main import cli
 from rs_sam.errors import ConfigError
 from rs_sam.qgis_plugin import runner
@@ -18,8 +18,9 @@ from rs_sam.qgis_plugin.runner import RunFailed, RunSettings, run_command
 from rs_sam.qgis_plugin.specs import ALGORITHMS, AlgorithmSpec
 from tests.helpers.qgis_runs import leftovers, tiny_python
 
-FAST = ["--weights", "random", "--chip-size", "96", "--overlap", "16", "--points-per-side", "4",
-        "--pred-iou-thresh", "0", "--stability-thresh", "0", "--threshold", "1"]  # fmt: skip
+SAM_FAST = {"weights": "random", "chip_size": 96, "overlap": 16, "points_per_side": 4,
+            "pred_iou_thresh": 0.0, "stability_thresh": 0.0}  # fmt: skip
+FAST = {**SAM_FAST, "threshold": 1.0}
 
 
 class Feedback:
@@ -81,11 +82,11 @@ def test_progress_protocol_is_the_libraries() -> None:
 
 def test_unknown_run_mode_and_missing_interpreter_are_one_line_errors(monkeypatch) -> None:
     with pytest.raises(RunFailed, match="is not a run mode"):
-        run_command(["segment"], Feedback(), RunSettings(mode="threads"))
+        run_command("segment", {}, Feedback(), RunSettings(mode="threads"))
     with pytest.raises(RunFailed, match=r"no interpreter is configured.*rs-sam qgis install"):
-        run_command(["segment"], Feedback(), RunSettings(mode="subprocess"))
+        run_command("segment", {}, Feedback(), RunSettings(mode="subprocess"))
     with pytest.raises(RunFailed, match="cannot start the configured Python /nonexistent/py"):
-        run_command(["segment"], Feedback(), RunSettings("subprocess", "/nonexistent/py"))
+        run_command("segment", {}, Feedback(), RunSettings("subprocess", "/nonexistent/py"))
 
 
 def test_recorded_interpreter_is_read_from_the_profile(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_run_writes_the_output_and_reports_progress(
     out = tmp_path / "changes.gpkg"
     feedback = Feedback()
     settings = RunSettings(mode, tiny_python(tmp_path) if mode == "subprocess" else None)
-    run_command(["detect-change", str(a), str(b), "-o", str(out), *FAST], feedback, settings)
+    run_command("detect_change", {"a": a, "b": b, "output": out, **FAST}, feedback, settings)
     assert out.is_file()
     assert len(feedback.progress) > 1 and feedback.progress[-1] == 100.0
     assert feedback.progress == sorted(feedback.progress)
@@ -125,8 +126,9 @@ def test_cancel_between_chips_leaves_no_output(
     feedback = Feedback(cancel_after=1)
     with pytest.raises(RunFailed, match="cancelled"):
         run_command(
-            ["detect-change", str(a), str(b), "-o", str(tmp_path / "changes.gpkg"), *FAST,
-             "--save-probability", str(tmp_path / "score.tif")],
+            "detect_change",
+            {"a": a, "b": b, "output": tmp_path / "changes.gpkg", **FAST,
+             "save_probability": tmp_path / "score.tif"},
             feedback,
             RunSettings(mode, python),
         )  # fmt: skip
@@ -136,12 +138,15 @@ def test_cancel_between_chips_leaves_no_output(
 @pytest.mark.parametrize("mode", ["in-process", "subprocess"])
 def test_errors_are_the_cli_one_line_messages(mode: str, pair_paths, tmp_path: Path) -> None:
     a, b = pair_paths
-    args = ["detect-change", str(a), str(b), "-o", str(tmp_path / "out.gpkg"), "--bands", "7"]
+    values = {"a": a, "b": b, "output": tmp_path / "out.gpkg", "bands": "7"}
+    args = runner.cli_arguments("detect_change", values)  # what the subprocess path runs
+    assert args == ["detect-change", str(a), str(b), "--bands", "7", "--output",
+                    str(tmp_path / "out.gpkg")]  # fmt: skip
     expected = CliRunner().invoke(cli, args).output.strip().splitlines()[-1]
     assert expected.startswith("Error: ")
     python = sys.executable if mode == "subprocess" else None
     with pytest.raises(RunFailed) as caught:
-        run_command(args, Feedback(), RunSettings(mode, python))
+        run_command("detect_change", values, Feedback(), RunSettings(mode, python))
     assert str(caught.value) == expected[len("Error: ") :]
     assert leftovers(tmp_path) == []
 
@@ -203,9 +208,9 @@ def test_a_busy_process_sends_the_next_run_to_the_interpreter(
     a, _ = pair_paths
     feedback = Feedback()
     out = tmp_path / "objects.gpkg"
-    args = ["segment", str(a), "-o", str(out), *FAST[:-2]]
+    values = {"image": a, "output": out, **SAM_FAST}
     with runner._in_process_lock:  # another run holds QGIS's Python
-        run_command(args, feedback, RunSettings("auto", tiny_python(tmp_path)))
+        run_command("segment", values, feedback, RunSettings("auto", tiny_python(tmp_path)))
     assert out.is_file()
     assert any("runs apart" in line for line in feedback.info)
     assert any(line.startswith("Running ") for line in feedback.info)
@@ -214,17 +219,17 @@ def test_a_busy_process_sends_the_next_run_to_the_interpreter(
 def test_import_problems_and_unexpected_errors_are_one_line(monkeypatch) -> None:
     monkeypatch.setattr(runner, "import_problem", lambda: "ImportError: no torch")
     with pytest.raises(RunFailed, match=r"in-process but rs-sam does not import .*no torch"):
-        run_command(["segment"], Feedback(), RunSettings("in-process"))
+        run_command("segment", {}, Feedback(), RunSettings("in-process"))
     with pytest.raises(RunFailed, match=r"does not import in QGIS's Python \(ImportError"):
-        run_command(["segment"], Feedback(), RunSettings("auto"))
+        run_command("segment", {}, Feedback(), RunSettings("auto"))
     monkeypatch.undo()
 
     def explode(*args, **kwargs):
         raise RuntimeError("CUDA out of memory\nlong details")
 
-    monkeypatch.setattr(cli, "main", explode)
+    monkeypatch.setattr(commands, "run", explode)
     feedback = Feedback()
     with pytest.raises(RunFailed) as caught:
-        run_command(["segment"], feedback, RunSettings("in-process"))
+        run_command("segment", {}, feedback, RunSettings("in-process"))
     assert str(caught.value) == "rs-sam failed: RuntimeError: CUDA out of memory"
     assert any("Traceback" in line for line in feedback.info)  # details in the log

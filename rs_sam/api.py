@@ -1,0 +1,203 @@
+"""The library's three runs: :func:`detect_change`, :func:`segment` and :func:`sam_objects`.
+
+Each takes its inputs, its outputs and a settings object whose defaults are the CLI's and
+QGIS's (all three come from :mod:`rs_sam.options`). :func:`segment` holds the rules between
+its modes and dispatches to the automatic, prompted or semantic pipeline. The pipelines are
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rs_sam.change.settings import ChangeSettings
+from rs_sam.errors import ConfigError
+from rs_sam.models.hq_decoder import HqMode, hq_encoder_error
+from rs_sam.options import SEGMENT
+from rs_sam.progress import ProgressCallback
+from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+
+if TYPE_CHECKING:
+    from rs_sam.change.detect import ChangeResult
+    from rs_sam.segment.anything import SegmentResult
+    from rs_sam.segment.sam_objects import ObjectMapsResult
+
+SegmentMode = Literal["anything", "prompt"]
+Multimask = Literal["best", "all"]
+PathLike = str | Path
+#: segment's defaults of its own arguments, from the option table.
+MODE_DEFAULT: SegmentMode = SEGMENT.default("mode")
+MULTIMASK_DEFAULT: Multimask = SEGMENT.default("multimask")
+CONTEXT_DEFAULT: int = SEGMENT.default("context")
+
+
+def detect_change(
+    a: PathLike,
+    b: PathLike,
+    output: PathLike,
+    *,
+    settings: ChangeSettings | None = None,
+    save_probability: PathLike | None = None,
+    save_latent: PathLike | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> ChangeResult:
+    """Changes between rasters ``a`` (earlier) and ``b`` (later) as polygons in ``output``.
+
+    Zero-shot (AnyChange) by default, or with a SAM-CD head (``settings.model``).
+    ``on_progress(done, total)`` is called after each chip; raising there stops the run
+    before any output is finalised.
+    """
+    from rs_sam.change.detect import detect_change as run
+
+    return run(
+        a,
+        b,
+        output,
+        settings=settings or ChangeSettings(),
+        save_probability=save_probability,
+        save_latent=save_latent,
+        overwrite=overwrite,
+        show_progress=show_progress,
+        on_progress=on_progress,
+    )
+
+
+def segment(
+    image: PathLike,
+    output: PathLike,
+    *,
+    mode: SegmentMode = MODE_DEFAULT,
+    prompts: PathLike | None = None,
+    model: PathLike | None = None,
+    multimask: Multimask = MULTIMASK_DEFAULT,
+    context: int = CONTEXT_DEFAULT,
+    hq: HqMode | None = None,
+    save_classes: PathLike | None = None,
+    save_probability: PathLike | None = None,
+    settings: SegmentSettings | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> SegmentResult:
+    """Objects of ``image`` as polygons in ``output``, in the image's CRS.
+
+    ``mode="anything"``: every object SAM finds, merged across chip borders; ``"prompt"``:
+    one object per point or box of ``prompts``; ``model``: semantic segmentation with a
+    checkpoint from ``rs-sam train segment`` instead (``save_classes``/``save_probability``
+    also write its rasters). ``hq`` (``"add"``/``"only"``, default ``settings.hq``) selects
+    HQ-SAM decoding for SAM's masks. Inconsistent combinations raise :class:`ConfigError`.
+    """
+    settings = settings or SegmentSettings()
+    hq = settings.hq if hq is None else hq
+    check_segment_request(
+        mode=mode,
+        prompts=prompts,
+        model=model,
+        multimask=multimask,
+        hq=hq,
+        encoder=settings.encoder,
+        saves=save_classes is not None or save_probability is not None,
+    )
+    if hq != settings.hq:
+        settings = dataclasses.replace(settings, hq=hq)
+    progress = {"overwrite": overwrite, "show_progress": show_progress, "on_progress": on_progress}
+    if model is not None:
+        from rs_sam.segment.semantic import segment_semantic
+
+        return segment_semantic(
+            image,
+            model,
+            output,
+            settings=settings,
+            save_classes=save_classes,
+            save_probability=save_probability,
+            **progress,  # type: ignore[arg-type]
+        )
+    if mode == "prompt":
+        from rs_sam.segment.prompt_segmentation import segment_prompts
+
+        return segment_prompts(
+            image,
+            prompts,  # type: ignore[arg-type]  # checked above
+            output,
+            settings=settings,
+            multimask=multimask,
+            context=context,
+            **progress,  # type: ignore[arg-type]
+        )
+    from rs_sam.segment.anything import segment_anything
+
+    return segment_anything(image, output, settings=settings, **progress)  # type: ignore[arg-type]
+
+
+def check_segment_request(
+    *,
+    mode: str,
+    prompts: object,
+    model: object,
+    multimask: str,
+    hq: str,
+    encoder: str,
+    saves: bool,
+) -> None:
+    """The rules between :func:`segment`'s arguments, as one-line :class:`ConfigError`."""
+    if mode not in SEGMENT.option("mode").choices:
+        raise ConfigError(f"mode {mode!r} is unknown; use 'anything' or 'prompt'")
+    if multimask not in SEGMENT.option("multimask").choices:
+        raise ConfigError(f"multimask {multimask!r} is unknown; use 'best' or 'all'")
+    if hq != "off" and model is not None:
+        raise ConfigError("--hq/--hq-only apply to SAM masks, not to --model")
+    if hq != "off" and mode == "prompt" and multimask == "all":
+        raise ConfigError("--hq/--hq-only give one mask per prompt; drop --multimask all")
+    if hq != "off":
+        _check_hq_encoder(encoder, "--hq-only" if hq == "only" else "--hq")
+    if saves and model is None:
+        raise ConfigError("--save-classes and --save-probability need --model")
+    if model is not None and mode != "anything":
+        raise ConfigError("--model replaces --mode; drop --mode prompt")
+    if mode == "prompt" and not prompts:
+        raise ConfigError("--mode prompt needs --prompts FILE (points or polygons)")
+    if mode == "anything" and prompts:
+        raise ConfigError("--prompts needs --mode prompt")
+
+
+def _check_hq_encoder(encoder: str, flag: str) -> None:
+    """One-line error for ``flag`` with a registered encoder that is not HQ-SAM."""
+    from rs_sam.models.encoders.registry import ENCODERS
+
+    spec = ENCODERS.get(encoder)
+    if spec is not None and not spec.hq:  # an unknown name fails on its own a bit later
+        raise hq_encoder_error(encoder, flag)
+
+
+def sam_objects(
+    source: PathLike,
+    output: PathLike,
+    *,
+    boundary_out: PathLike | None = None,
+    settings: SegmentSettings | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> ObjectMapsResult:
+    """SAM object map (uint32 ids, 0 = none) and boundary map of ``source``, for SSRS.
+
+    ``source`` is a georeferenced raster (outputs on its grid) or a folder of images (one
+    ``<name>.tif`` per image in the output folders). Defaults follow SSRS
+    (:class:`SamObjectsSettings`: predicted IoU 0.96, box NMS 0.5, objects of >= 50 pixels).
+    """
+    from rs_sam.segment.sam_objects import sam_objects as run
+
+    return run(
+        source,
+        output,
+        boundary_out=boundary_out,
+        settings=settings or SamObjectsSettings(),
+        overwrite=overwrite,
+        show_progress=show_progress,
+        on_progress=on_progress,
+    )

@@ -1,0 +1,83 @@
+"""Run a command of :mod:`rs_sam.options` from its option values: the CLI's and QGIS's call.
+
+The values are keyed by option name and typed as the CLI parses them (text for
+``min_area`` and ``bands``, paths as text); missing ones take the table's defaults. The
+settings are built from the same table, so the CLI, QGIS and the API agree on every default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rs_sam import api
+from rs_sam.change.settings import ChangeSettings
+from rs_sam.errors import ConfigError
+from rs_sam.models.hq_decoder import HqMode
+from rs_sam.options import COMMANDS
+from rs_sam.progress import ProgressCallback
+from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+
+
+def hq_mode(hq: bool, hq_only: bool) -> HqMode:
+    """The HQ-SAM decoding of the ``--hq`` / ``--hq-only`` flags."""
+    if hq and hq_only:
+        raise ConfigError("--hq and --hq-only exclude each other; give one")
+    return "only" if hq_only else "add" if hq else "off"
+
+
+def run(
+    command: str,
+    values: Mapping[str, Any],
+    *,
+    show_progress: bool = True,
+    on_progress: ProgressCallback | None = None,
+) -> Any:
+    """Run ``command`` (``detect_change``, ``segment``, ``sam_objects``) with these values.
+
+    Returns the API function's result (it has a ``summary()``).
+    """
+    if command not in COMMANDS:
+        raise ConfigError(f"command {command!r} is unknown; use one of {', '.join(COMMANDS)}")
+    table = COMMANDS[command]
+    unknown = sorted(set(values) - {option.name for option in table.options})
+    if unknown:
+        raise ConfigError(f"{table.cli_name} has no option(s) {', '.join(unknown)}")
+    given = {**table.defaults(), **values}
+    progress = {"show_progress": show_progress, "on_progress": on_progress}
+    if command == "detect_change":
+        return api.detect_change(
+            given["a"],
+            given["b"],
+            given["output"],
+            settings=ChangeSettings.from_options(given),
+            save_probability=given["save_probability"],
+            save_latent=given["save_latent"],
+            overwrite=given["overwrite"],
+            **progress,  # type: ignore[arg-type]
+        )
+    if command == "segment":
+        hq = hq_mode(given["hq"], given["hq_only"])
+        return api.segment(
+            given["image"],
+            given["output"],
+            mode=given["mode"],
+            prompts=given["prompts"],
+            model=given["model"],
+            multimask=given["multimask"],
+            context=given["context"],
+            hq=hq,
+            save_classes=given["save_classes"],
+            save_probability=given["save_probability"],
+            settings=SegmentSettings.from_options(given),
+            overwrite=given["overwrite"],
+            **progress,  # type: ignore[arg-type]
+        )
+    return api.sam_objects(
+        given["source"],
+        given["output"],
+        boundary_out=given["boundary"],
+        settings=SamObjectsSettings.from_options(given),
+        overwrite=given["overwrite"],
+        **progress,  # type: ignore[arg-type]
+    )
