@@ -1,12 +1,12 @@
 """Reading plain image files: PNG, JPEG, BMP and TIFF, with or without georeferencing.
 
-The shared ground of the file-based datasets (:mod:`~rs_sam.data.change_datasets`,
-:mod:`~rs_sam.data.segment_datasets`) and of ``sam-objects`` on folders of dataset tiles:
+The shared ground of the file-based datasets (:mod:`rs_sam.data.change_datasets`,
+:mod:`rs_sam.data.segment_datasets`) and of ``sam-objects`` on folders of dataset tiles:
 
 * :func:`read_image` / :func:`image_size`: pixels ``(C, H, W)`` or ``(width, height)`` of a
   file (TIFFs through rasterio, georeferencing ignored; anything else through PIL).
-* :func:`pixel_grid`, :func:`chip_index`, :func:`crop_chip`: the pixel grid of an image
-  without georeferencing and its chips (padded past the right/bottom edge).
+* :func:`pixel_grid`, :func:`chip_index`, :func:`crop_chip`, :func:`chip_name`: the pixel
+  grid of an image without georeferencing and its chips (padded past the right/bottom edge).
 * :func:`pick_bands`, :func:`nodata_equal`, :func:`grid_differences` and the message
   helpers :func:`format_list` / :func:`format_size`.
 
@@ -186,6 +186,11 @@ def crop_chip(array: np.ndarray, window: ChipWindow, fill: float) -> np.ndarray:
     return out
 
 
+def chip_name(name: str, window: ChipWindow) -> str:
+    """``"<name>:r<row>_c<col>"``: the sample name of one chip of image (or pair) ``name``."""
+    return f"{name}:r{window.row_off}_c{window.col_off}"
+
+
 def nodata_equal(values: np.ndarray, nodata: float) -> np.ndarray:
     """``values == nodata``, NaN-aware (a NaN nodata matches NaN values)."""
     return np.isnan(values) if np.isnan(nodata) else values == nodata
@@ -217,8 +222,8 @@ def format_size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def format_list(items: Sequence[Any]) -> str:
-    """``[a, b, ... n more]``: at most six items of a list quoted in a message."""
-    shown = ", ".join(str(i) for i in items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
+def format_list(items: Sequence[Any], limit: int = _MAX_LISTED) -> str:
+    """``[a, b, ... n more]``: at most ``limit`` (six) items of a list quoted in a message."""
+    shown = ", ".join(str(i) for i in items[:limit])
+    more = len(items) - limit
     return f"[{shown}{f', ... {more} more' if more > 0 else ''}]"

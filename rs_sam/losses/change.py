@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
 from rs_sam.models.samcd import SamCDOutput
 
@@ -34,7 +35,7 @@ def temporal_consistency_loss(
     change: Tensor,
     *,
     temperature: float = 3.0,
-    ignore_index: int | None = 255,
+    ignore_index: int | None = IGNORE,
 ) -> Tensor:
     """SAM-CD's temporal constraint: ``mean(1 - cos(p_a, p_b))`` over unchanged pixels.
 
@@ -92,7 +93,7 @@ class ChangeLoss(nn.Module):
         temporal_weight: float = 1.0,
         temperature: float = 3.0,
         pos_weight: float | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE,
     ) -> None:
         super().__init__()
         weights = {"bce_weight": bce_weight, "dice_weight": dice_weight}

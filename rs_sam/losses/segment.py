@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
 
 __all__ = ["SegmentationLoss", "boundary_loss", "object_consistency_loss", "soft_boundary"]
@@ -177,7 +178,7 @@ class SegmentationLoss(nn.Module):
     def __init__(
         self,
         *,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE,
         object_weight: float = 1.0,
         boundary_weight: float = 0.1,
         class_weights: Sequence[float] | None = None,

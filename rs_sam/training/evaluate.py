@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rs_sam.change.supervised import load_change_model
+from rs_sam.data.labels import IGNORE
 from rs_sam.devices import resolve_device
 from rs_sam.segment.semantic import load_segment_model
 from rs_sam.training.change_data import ChangeDataModule
@@ -108,7 +109,7 @@ def evaluate_change(
         output = network(batch["image_a"].to(device_), batch["image_b"].to(device_))
         predicted = torch.sigmoid(output.change[:, 0]).cpu() >= threshold
         target = batch["mask"]
-        labelled = target != 255
+        labelled = target != IGNORE
         truth = target == 1
         counts += torch.stack(
             [

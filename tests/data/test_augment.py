@@ -13,11 +13,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from rs_sam.data.augment import PairAugment, apply_pair_transform
 from rs_sam.data.change_datasets import (
-    IGNORE_INDEX,
     ChangeDatasetError,
     ChangeFolderDataset,
     ChangeSample,
 )
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
 
 STRIDES = (4, 8, 16, 32)
@@ -34,7 +34,7 @@ def _sample(height: int = 64, width: int = 64, *, features: bool = True) -> Chan
     image_a = torch.rand(3, height, width, generator=generator) * 255
     image_b = image_a + 1000
     mask = (image_a[0] > 128).to(torch.int64)
-    mask[image_a[1] > 240] = IGNORE_INDEX
+    mask[image_a[1] > 240] = IGNORE
     sample: ChangeSample = {"image_a": image_a, "image_b": image_b, "mask": mask, "name": "s"}
     if features:
         sample["features_a"] = _pool(image_a)
@@ -48,7 +48,7 @@ def _aligned(sample: ChangeSample, *, swapped: bool = False) -> bool:
     if swapped:
         first, second = second, first
     expected = (first[0] > 128).to(torch.int64)
-    expected[first[1] > 240] = IGNORE_INDEX
+    expected[first[1] > 240] = IGNORE
     return (
         torch.equal(sample["mask"], expected)
         and torch.allclose(second - first, torch.full_like(first, 1000.0))

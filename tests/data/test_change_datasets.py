@@ -17,7 +17,6 @@ from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
 from rs_sam.data.change_datasets import (
-    IGNORE_INDEX,
     AirChangeDataset,
     ChangeDatasetError,
     ChangeDatasetNotFoundError,
@@ -26,6 +25,7 @@ from rs_sam.data.change_datasets import (
     make_split,
     torchgeo_change_dataset,
 )
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError, InputRasterError
 from tests.conftest import CHANGE_COLS, CHANGE_ROWS
 from tests.helpers.synthetic import ORIGIN, texture, write_raster
@@ -174,7 +174,7 @@ def test_missing_label_is_an_error_unless_not_required(tmp_path: Path) -> None:
     ):
         ChangeFolderDataset(tmp_path)
     sample = ChangeFolderDataset(tmp_path, require_labels=False)[0]
-    assert (sample["mask"] == IGNORE_INDEX).all()
+    assert (sample["mask"] == IGNORE).all()
 
 
 def test_missing_root_or_second_date(tmp_path: Path) -> None:
@@ -231,8 +231,8 @@ def test_chips_pad_with_ignore(levir: Path) -> None:
     assert chip["image_a"].shape == (3, 24, 24) and chip["mask"].shape == (24, 24)
     assert torch.equal(chip["image_a"][:, :12, :20], whole["image_a"][:, 20:32, 20:40])
     assert torch.equal(chip["mask"][:12, :20], whole["mask"][20:32, 20:40])
-    assert (chip["mask"][12:, :] == IGNORE_INDEX).all() and (
-        chip["mask"][:, 20:] == IGNORE_INDEX
+    assert (chip["mask"][12:, :] == IGNORE).all() and (
+        chip["mask"][:, 20:] == IGNORE
     ).all()
     assert (chip["image_b"][:, 12:, :] == 0).all()
 
@@ -322,8 +322,8 @@ def test_geo_dataset_chips_the_pair_with_its_label(
     painted = (sample["image_b"] == 250).all(0)  # uint8 imagery is used as it is
     assert torch.equal(painted, sample["mask"].bool())
     last = dataset[15]  # past the bottom/right edge: ignored
-    assert (last["mask"][180 - 168 :, :] == IGNORE_INDEX).all()
-    assert (last["mask"][:, 220 - 168 :] == IGNORE_INDEX).all()
+    assert (last["mask"][180 - 168 :, :] == IGNORE).all()
+    assert (last["mask"][:, 220 - 168 :] == IGNORE).all()
     assert pickle.loads(pickle.dumps(dataset))[5]["name"] == "a:r56_c56"  # DataLoader workers
 
 
@@ -352,8 +352,8 @@ def test_geo_dataset_ignores_nodata(tmp_path: Path) -> None:
     sample = GeoChangeDataset(
         a, b, write_raster(tmp_path / "l.tif", label, nodata=9), chip_size=64
     )[0]
-    assert (sample["mask"][:8] == IGNORE_INDEX).all()
-    assert (sample["mask"][:, 60:] == IGNORE_INDEX).all()
+    assert (sample["mask"][:8] == IGNORE).all()
+    assert (sample["mask"][:, 60:] == IGNORE).all()
     assert (sample["mask"][8:, :60] == 0).all()
 
 

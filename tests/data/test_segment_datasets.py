@@ -11,7 +11,6 @@ import torch
 from affine import Affine
 from PIL import Image
 
-from rs_sam.data import segment_datasets
 from rs_sam.data.class_table import ClassTable, LabelError
 from rs_sam.data.segment_augment import SegmentAugment, apply_segment_transform
 from rs_sam.data.segment_datasets import (
@@ -22,6 +21,7 @@ from rs_sam.data.segment_datasets import (
     SegmentSample,
     find_pairs,
 )
+from rs_sam.data.segment_datasets import raster as segment_raster
 from rs_sam.errors import ConfigError
 from tests.helpers.synthetic import ORIGIN, texture, write_raster
 
@@ -325,13 +325,13 @@ def scene(tmp_path: Path) -> dict[str, Path]:
 
 def test_raster_dataset_reads_windows(scene: dict[str, Path], monkeypatch) -> None:
     windows = []
-    read_window = segment_datasets._read_window
+    read_window = segment_raster.read_window
 
     def spy(path, window):
         windows.append((path.name, window))
         return read_window(path, window)
 
-    monkeypatch.setattr(segment_datasets, "_read_window", spy)
+    monkeypatch.setattr(segment_raster, "read_window", spy)
     dataset = SegmentRasterDataset(
         scene["image"],
         scene["label"],
