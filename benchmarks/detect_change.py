@@ -55,7 +55,7 @@ def run_one(size: int, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from rs_sam.change import ChangeSettings, detect
-    from rs_sam.models import mask_proposals
+    from rs_sam.models import mask_proposals, recipe
 
     torch.set_num_threads(args.threads)
     timers = {"encoder": 0.0, "decoder": 0.0}
@@ -70,14 +70,14 @@ def run_one(size: int, args: argparse.Namespace) -> dict[str, float]:
 
         return wrapper
 
-    real_load = detect.load_encoder
+    real_load = recipe.load_encoder  # the one encoder loader (behind every chip job's model)
 
     def load_timed(*a, **k):
         encoder = real_load(*a, **k)
         encoder.embed = timed("encoder", encoder.embed)
         return encoder
 
-    detect.load_encoder = load_timed
+    recipe.load_encoder = load_timed
     mask_proposals_fn = mask_proposals.propose_masks
     import rs_sam.change.anychange as anychange
 

@@ -83,9 +83,9 @@ def check_decoder(encoder, report: dict) -> None:
 
 
 def time_encoder(name: str, report: dict) -> object:
-    from rs_sam.models.encoders import load_encoder
+    from rs_sam.models.recipe import ModelRecipe, build_encoder
 
-    encoder = load_encoder(name, weights="random", device="cuda")
+    encoder = build_encoder(ModelRecipe(name, weights="random", device="cuda"))
     images = torch.rand(1, 3, 1024, 1024, device="cuda") * 255
     with torch.inference_mode():
         report[f"{name}_encoder_ms_fp32"] = cuda_time(lambda: encoder.embed(images), repeats=5)
@@ -98,11 +98,11 @@ def time_encoder(name: str, report: dict) -> object:
 
 def train_steps(report: dict) -> None:
     from rs_sam.losses.segment import SegmentationLoss
-    from rs_sam.models.encoders import load_encoder
+    from rs_sam.models.recipe import ModelRecipe, build_encoder
     from rs_sam.models.samcd import SamCD
     from rs_sam.models.unetformer import UNetFormer
 
-    encoder = load_encoder("mobile_sam", weights="random", device="cuda")
+    encoder = build_encoder(ModelRecipe("mobile_sam", weights="random", device="cuda"))
     # SAM-CD: BCE on change (the full ChangeLoss lives beside the CLI stack)
     samcd = SamCD(encoder, residual_blocks=6).cuda().train()
     opt = torch.optim.AdamW([p for p in samcd.parameters() if p.requires_grad], lr=1e-3)

@@ -78,6 +78,7 @@ def time_inference(args: argparse.Namespace, root: Path, workdir: Path) -> tuple
     import lightning
 
     from rs_sam.change import ChangeSettings, detect
+    from rs_sam.models import recipe
     from rs_sam.models.encoders import load_encoder
     from rs_sam.training.change_data import ChangeDataModule
     from rs_sam.training.change_task import ChangeTask
@@ -102,7 +103,7 @@ def time_inference(args: argparse.Namespace, root: Path, workdir: Path) -> tuple
         a, b, workdir / "s.gpkg", settings=ChangeSettings(model=ckpt), show_progress=False
     )
     if args.tiny:
-        detect.load_encoder = lambda name, **k: load_encoder(name, **{**k, "tiny": True})
+        recipe.load_encoder = lambda name, **k: load_encoder(name, **{**k, "tiny": True})
     zero_shot = detect.detect_change(
         a, b, workdir / "z.gpkg", show_progress=False,
         settings=ChangeSettings(encoder=args.encoder, weights="random",

@@ -12,30 +12,27 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from rs_sam.change.anychange import ChipScore, sam_proposer, score_chip
+from rs_sam.change.anychange import ChipScore
+from rs_sam.change.chip_tasks import TrainedChangeTask, ZeroShotChangeTask
 from rs_sam.change.settings import ChangeSettings
-from rs_sam.change.supervised import load_change_model
 from rs_sam.data.bands import select_bands
 from rs_sam.data.grid import ChipWindow, chip_windows
 from rs_sam.data.normalize import JointStretch
-from rs_sam.data.pair import BitemporalPair, ChipPair
+from rs_sam.data.pair import BitemporalPair
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.classes import write_class_raster
-from rs_sam.inference.engine import ProgressCallback, run_chips
+from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
+from rs_sam.inference.jobs import ChipJobCache, ChipTask
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
-from rs_sam.models.encoders import get_encoder, load_encoder
-from rs_sam.models.lora import adapt_encoder
+from rs_sam.models.encoders import get_encoder
+from rs_sam.models.recipe import ModelRecipe
+from rs_sam.models.trained import head_metadata
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
 from rs_sam.vector.zonal import majority_class
@@ -117,33 +114,30 @@ def detect_change(
 
     with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
         workdir = Path(tmp)
-        device = resolve_device(settings.device)
+        resolve_device(settings.device)  # an unknown device fails before any data is read
         info_a = open_date(a, workdir=workdir)
         info_b = open_date(b, workdir=workdir)
-        trained = None
-        if settings.model is not None:
-            trained = load_change_model(settings.model, device=device)
-        model_bands = trained.metadata.bands if trained else None
-        bands = select_bands([info_a, info_b], settings.bands or model_bands)
+        recipe = change_recipe(settings)
+        head = head_metadata(settings.model, "change")[0] if settings.model is not None else None
+        bands = select_bands([info_a, info_b], settings.bands or (head.bands if head else None))
         pair = BitemporalPair(info_a, info_b, bands=bands, nodata=settings.nodata)
         stretch = JointStretch.fit(pair)
-        chip_size, overlap = settings.tiling(trained.metadata.chip_size if trained else None)
-        score: Callable[[ChipPair, np.ndarray, np.ndarray], ChipScore]
-        if trained is not None:
-            score = partial(trained.score_chip, semantic=settings.semantic)
-        else:
-            score = _zero_shot_scorer(settings, device)
+        chip_size, overlap = settings.tiling(head.chip_size if head else None)
+        task: ChipTask[ChipScore] = (
+            TrainedChangeTask(semantic=settings.semantic)
+            if head is not None
+            else ZeroShotChangeTask(settings.proposals)
+        )
         windows = chip_windows(pair.grid, chip_size, overlap)
-
-        def compute(window: ChipWindow) -> ChipScore:
-            chip = pair.read_chip(window)
-            return score(chip, stretch.apply(chip.image_a), stretch.apply(chip.image_b))
+        jobs = chip_jobs(windows, pair.source, stretch, recipe, task)
+        cache = ChipJobCache()
+        cache.add_reader(pair.source, pair)
 
         # One mosaic of the change score, and with semantic output one of k latent-class
         # probabilities per date; all blended alike.
         layers = {"probability": 1}
         if settings.semantic:
-            k = trained.latent_classes  # type: ignore[union-attr]  # semantic needs a model
+            k = head.latent_classes  # type: ignore[union-attr]  # semantic needs a model
             layers.update(latent_a=k, latent_b=k)
         with contextlib.ExitStack() as stack:
             mosaics = {
@@ -160,9 +154,9 @@ def detect_change(
                     mosaic.add(window, getattr(result, name), result.valid)
 
             run_chips(
-                windows,
-                compute,
+                jobs,
                 add,
+                cache=cache,
                 show_progress=show_progress,
                 description="detect-change",
                 on_progress=on_progress,
@@ -201,14 +195,18 @@ def detect_change(
     )
 
 
-def _zero_shot_scorer(
-    settings: ChangeSettings, device: torch.device
-) -> Callable[[ChipPair, np.ndarray, np.ndarray], ChipScore]:
-    encoder = load_encoder(
-        settings.encoder, weights=settings.weights, checkpoint=settings.checkpoint, device=device
+def change_recipe(settings: ChangeSettings) -> ModelRecipe:
+    """The model of a detect-change run: the settings' encoder, or their trained head."""
+    return ModelRecipe(
+        settings.encoder,
+        weights=settings.weights,
+        checkpoint=_path(settings.checkpoint),
+        lora=_path(settings.lora),
+        merge_lora=settings.merge_lora,
+        device=settings.device,
+        head=_path(settings.model),
     )
-    encoder = adapt_encoder(
-        encoder, settings.lora, base_checkpoint=settings.checkpoint, merge=settings.merge_lora
-    )
-    proposer = sam_proposer(encoder, settings.proposals)
-    return lambda chip, image_a, image_b: score_chip(chip, image_a, image_b, encoder, proposer)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)

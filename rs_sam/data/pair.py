@@ -48,6 +48,22 @@ class ChipPair:
     valid: np.ndarray  # (S, S) bool: inside the grid and the data of both dates
 
 
+@dataclass(frozen=True)
+class PairSource:
+    """What to read for a pair (picklable, hashable): both headers, bands, nodata.
+
+    :meth:`open` gives the :class:`BitemporalPair` in any process that can reach the files.
+    """
+
+    a: RasterInfo
+    b: RasterInfo
+    bands: tuple[int, ...]
+    nodata: float | None = None
+
+    def open(self) -> BitemporalPair:
+        return BitemporalPair(self.a, self.b, bands=self.bands, nodata=self.nodata)
+
+
 class BitemporalPair:
     """Dates a and b on a's grid, restricted to their overlap.
 
@@ -67,6 +83,7 @@ class BitemporalPair:
     ) -> None:
         self.a, self.b = a, b
         self.bands = tuple(bands)
+        self.source = PairSource(a, b, self.bands, nodata)
         self.nodata_a = a.nodata if nodata is None else nodata
         self.nodata_b = b.nodata if nodata is None else nodata
         self.footprint_b = _footprint_in(b, a.crs)

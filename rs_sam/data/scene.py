@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from affine import Affine
 
 from rs_sam.data.grid import ChipWindow, RasterGrid
-from rs_sam.data.image_files import pixel_grid
+from rs_sam.data.image_files import pixel_grid, read_image
 from rs_sam.data.pair import SceneRaster, fit_to_shape
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit
 from rs_sam.errors import InputRasterError
@@ -35,6 +36,7 @@ class ChipSource(Protocol):
     """What chip-by-chip processing of one image needs (a :class:`Scene`, an image file)."""
 
     grid: RasterGrid
+    source: Any  # a picklable description that reopens it elsewhere (``source.open()``)
 
     @property
     def eight_bit(self) -> bool: ...
@@ -42,6 +44,35 @@ class ChipSource(Protocol):
     def read_chip(self, window: ChipWindow) -> ChipImage: ...
 
     def read_overview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """What to read for one raster (picklable, hashable): its header, bands, nodata."""
+
+    info: RasterInfo
+    bands: tuple[int, ...]
+    nodata: float | None = None
+
+    def open(self) -> Scene:
+        return Scene(self.info, bands=self.bands, nodata=self.nodata)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A plain image file (no georeferencing) and the bands to keep (picklable, hashable)."""
+
+    path: Path
+    bands: tuple[int, ...]
+
+    def open(self) -> ImageScene:
+        pixels = read_image(self.path)
+        return ImageScene(
+            pixels[[b - 1 for b in self.bands]],
+            label=str(self.path),
+            eight_bit=is_integer_8bit(pixels.dtype.name),
+            source=self,
+        )
 
 
 class Scene:
@@ -56,6 +87,7 @@ class Scene:
     def __init__(self, info: RasterInfo, *, bands: Sequence[int], nodata: float | None = None):
         self.info = info
         self.bands = tuple(bands)
+        self.source = SceneSource(info, self.bands, nodata)
         self.nodata = info.nodata if nodata is None else nodata
         self.grid = RasterGrid(
             crs=info.crs, transform=info.transform, width=info.width, height=info.height
@@ -120,9 +152,17 @@ class ImageScene:
     placeholder CRS with one map unit per pixel), so outputs line up pixel for pixel.
     """
 
-    def __init__(self, image: np.ndarray, *, label: str, eight_bit: bool) -> None:
+    def __init__(
+        self,
+        image: np.ndarray,
+        *,
+        label: str,
+        eight_bit: bool,
+        source: ImageSource | None = None,
+    ) -> None:
         self.image = image.astype(np.float32, copy=False)  # (C, H, W)
         self.label = label
+        self.source = source  # how another process reads the same image, if known
         self._eight_bit = eight_bit
         height, width = image.shape[-2:]
         self.grid = pixel_grid(width, height)

@@ -1,8 +1,9 @@
-"""Run a pure per-chip function over a chip sequence and hand each result to a sink.
+"""The local engine: run chip jobs one after another and hand each result to a sink.
 
-Computing a chip is independent of every other chip (a pure function of its window and
-the model); writing results is the sink's job. A distributed engine can therefore swap
-this loop for one that maps chips over workers and feeds the same sink.
+Computing a chip is independent of every other chip (a pure function of its
+:class:`~rs_sam.inference.jobs.ChipJob`); writing results is the sink's job. A distributed
+engine can therefore swap this loop for one that maps the same jobs over workers (each runs
+:func:`~rs_sam.inference.jobs.run_chip_job`) and feeds the same sink, in any order.
 """
 
 from __future__ import annotations
@@ -13,28 +14,47 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 from rs_sam.data.grid import ChipWindow
+from rs_sam.data.normalize import JointStretch
+from rs_sam.inference.jobs import ChipJob, ChipJobCache, ChipTask, SourceSpec, run_chip_job
+from rs_sam.models.recipe import ModelRecipe
 from rs_sam.progress import ProgressCallback
 
 R = TypeVar("R")
 
+__all__ = ["ProgressCallback", "chip_jobs", "run_chips"]
+
 
 def run_chips(
-    windows: Sequence[ChipWindow],
-    compute: Callable[[ChipWindow], R],
+    jobs: Sequence[ChipJob[R]],
     sink: Callable[[ChipWindow, R], None],
     *,
+    cache: ChipJobCache | None = None,
     show_progress: bool = True,
     description: str = "chips",
     on_progress: ProgressCallback | None = None,
 ) -> int:
-    """Compute every chip in order and pass its result to ``sink``; returns the count.
+    """Run every job in order and pass its window and result to ``sink``; returns the count.
 
-    ``on_progress(done, total)`` is called after each chip; raising there stops the run.
+    ``cache`` holds the run's model and readers (default: a fresh one, released after the
+    run, so a model is built once per run as before). ``on_progress(done, total)`` is
+    called after each chip; raising there stops the run.
     """
-    with tqdm(total=len(windows), desc=description, unit="chip", disable=not show_progress) as bar:
-        for done, window in enumerate(windows, start=1):
-            sink(window, compute(window))
+    cache = ChipJobCache() if cache is None else cache
+    with tqdm(total=len(jobs), desc=description, unit="chip", disable=not show_progress) as bar:
+        for done, job in enumerate(jobs, start=1):
+            sink(job.window, run_chip_job(job, cache))
             bar.update(1)
             if on_progress is not None:
-                on_progress(done, len(windows))
-    return len(windows)
+                on_progress(done, len(jobs))
+    return len(jobs)
+
+
+def chip_jobs(
+    windows: Sequence[ChipWindow],
+    source: SourceSpec,
+    stretch: JointStretch,
+    recipe: ModelRecipe,
+    task: ChipTask[R],
+) -> list[ChipJob[R]]:
+    """One job per window; source, stretch, recipe and task are shared by all."""
+    return [ChipJob(window, source, stretch, recipe, task) for window in windows]

@@ -24,8 +24,8 @@ from rs_sam.models.encoders import (
     RandomWeightsWarning,
     encoder_fingerprint,
     get_encoder,
-    load_encoder,
 )
+from rs_sam.models.recipe import ModelRecipe, build_encoder
 
 CHECKPOINT_KEY = "rs_sam"
 
@@ -102,17 +102,20 @@ def load_task_encoder(
     tiny: bool,
     lora: str | Path | None = None,
 ) -> TaskEncoder:
-    """A task's registry encoder, with a LoRA adapter merged into it when ``lora`` is set."""
-    from rs_sam.models.lora import adapt_encoder
-
-    encoder = load_encoder(
-        name, weights="random" if tiny else weights, checkpoint=checkpoint, tiny=tiny
+    """A task's registry encoder (on the CPU), with a LoRA adapter merged into it when ``lora``
+    is set."""
+    recipe = ModelRecipe(
+        name,
+        weights="random" if tiny else weights,  # type: ignore[arg-type]
+        checkpoint=Path(checkpoint) if checkpoint is not None else None,
+        lora=Path(lora) if lora is not None else None,
+        merge_lora=True,
+        device="cpu",
+        tiny=tiny,
     )
+    encoder = build_encoder(recipe)
     sha256 = encoder_fingerprint(encoder, checkpoint)
-    if lora is None:
-        return TaskEncoder(encoder, sha256, None)
-    adapt_encoder(encoder, lora, base_checkpoint=checkpoint, merge=True)
-    return TaskEncoder(encoder, sha256, file_sha256(lora))
+    return TaskEncoder(encoder, sha256, None if lora is None else file_sha256(lora))
 
 
 def read_head_checkpoint(path: str | Path) -> tuple[HeadMetadata, dict[str, Any], dict[str, Any]]:
@@ -170,13 +173,16 @@ def rebuild_encoder(metadata: HeadMetadata, path: str | Path) -> FrozenEncoder:
                 ),
                 stacklevel=3,
             )
-        encoder = load_encoder(
-            metadata.encoder,
-            weights="random" if metadata.encoder_weights == "random" else "official",
-            tiny=metadata.tiny_encoder,
+        encoder = build_encoder(
+            ModelRecipe(
+                metadata.encoder,
+                weights="random" if metadata.encoder_weights == "random" else "official",
+                lora=_recorded_adapter(metadata, path),
+                merge_lora=True,
+                device="cpu",
+                tiny=metadata.tiny_encoder,
+            )
         )
-    if metadata.lora_sha256 is not None:
-        encoder = _with_recorded_adapter(encoder, metadata, path)
     if metadata.encoder_weights != "random" and metadata.freeze_encoder:
         found = encoder_fingerprint(encoder, None)
         if found != metadata.encoder_sha256:
@@ -188,12 +194,10 @@ def rebuild_encoder(metadata: HeadMetadata, path: str | Path) -> FrozenEncoder:
     return encoder
 
 
-def _with_recorded_adapter(
-    encoder: FrozenEncoder, metadata: HeadMetadata, path: str | Path
-) -> FrozenEncoder:
-    """Merge the LoRA adapter a head was trained with, found where training recorded it."""
-    from rs_sam.models.lora import adapt_encoder
-
+def _recorded_adapter(metadata: HeadMetadata, path: str | Path) -> Path | None:
+    """The LoRA adapter a head was trained with, found where training recorded it."""
+    if metadata.lora_sha256 is None:
+        return None
     adapter = Path(metadata.lora_adapter or "")
     if not adapter.is_file():
         raise CheckpointNotFoundError(
@@ -205,7 +209,7 @@ def _with_recorded_adapter(
             f"LoRA adapter {adapter} is not the one {path} was trained with (sha256 differs); "
             "use the adapter of that training run"
         )
-    return adapt_encoder(encoder, adapter, merge=True)
+    return adapter
 
 
 def split_model_state(

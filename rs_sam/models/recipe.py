@@ -1,9 +1,10 @@
 """One way to build the model of a run: a small, picklable recipe and the function that cooks it.
 
 A :class:`ModelRecipe` names everything a run's model is made of (encoder, weights,
-checkpoint, LoRA adapter and whether to merge it, device, tiny test configuration) and
-nothing live, so it can be sent to another process and compared or hashed as a cache key.
-:func:`build_encoder` is the only place that loads an encoder and applies an adapter.
+checkpoint, LoRA adapter and whether to merge it, device, tiny test configuration, and the
+trained head a run uses) and nothing live, so it can be sent to another process and compared
+or hashed as a cache key. :func:`build_encoder` is the only place that loads an encoder and
+applies an adapter; the trained heads are built on it in :mod:`rs_sam.models.trained`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rs_sam.models.lora import adapt_encoder
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """What a run's encoder is built from; hashable, picklable, no live objects."""
+    """What a run's model is built from; hashable, picklable, no live objects."""
 
     encoder: str
     weights: Literal["official", "random"] = "official"
@@ -28,6 +29,7 @@ class ModelRecipe:
     merge_lora: bool = False  # fold the adapter into the encoder's weights (faster)
     device: str = "auto"
     tiny: bool = False  # the reduced test configuration (random weights only)
+    head: Path | None = None  # a trained head (`rs-sam train change/segment`), if the run uses one
 
 
 def build_encoder(recipe: ModelRecipe) -> FrozenEncoder:

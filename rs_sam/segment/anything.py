@@ -23,12 +23,14 @@ from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import ChipSource, Scene
 from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
-from rs_sam.inference.engine import ProgressCallback, run_chips
-from rs_sam.models.encoders import FrozenEncoder, get_encoder, load_encoder
+from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
+from rs_sam.inference.jobs import ChipJobCache
+from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.hq_decoder import hq_encoder_error
-from rs_sam.models.lora import adapt_encoder
+from rs_sam.models.recipe import ModelRecipe, build_encoder
+from rs_sam.segment.chip_tasks import SamObjectsTask
 from rs_sam.segment.merge import MergedObject, merge_objects
-from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator, chip_objects
+from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator
 from rs_sam.segment.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
 from rs_sam.vector.io import check_output_path, write_vectors
@@ -85,11 +87,10 @@ def segment_anything(
     started = time.perf_counter()
     settings = settings or SegmentSettings()
     if generator is None:
-        get_encoder(settings.encoder)  # an unknown name fails before any data is read
+        check_sam(settings)  # an unusable encoder fails before any data is read
     output = check_output_path(Path(output), overwrite=overwrite)
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
-    generator = generator or sam_generator(settings)
     merged, chips = find_objects(
         scene, generator, settings, show_progress=show_progress, on_progress=on_progress
     )
@@ -104,12 +105,24 @@ def segment_anything(
     )
 
 
-def load_sam(settings: SegmentSettings) -> FrozenEncoder:
-    """The settings' SAM-family encoder with its prompt encoder and mask decoder.
+def sam_recipe(settings: SegmentSettings) -> ModelRecipe:
+    """The SAM model of a segment run (``anything``, ``prompts``, sam-objects)."""
+    return ModelRecipe(
+        settings.encoder,
+        weights=settings.weights,
+        checkpoint=_path(settings.checkpoint),
+        lora=_path(settings.lora),
+        merge_lora=settings.merge_lora,
+        device=settings.device,
+    )
+
+
+def check_sam(settings: SegmentSettings) -> None:
+    """Refuse, before any work, an encoder that cannot segment with SAM.
 
     Raises:
         ConfigError: an encoder without a SAM decoder (FastSAM), or ``settings.hq`` with an
-            encoder that is not HQ-SAM.
+            encoder that is not HQ-SAM; an unknown device.
     """
     spec = get_encoder(settings.encoder)
     if spec.embedding_dim is None:
@@ -119,15 +132,17 @@ def load_sam(settings: SegmentSettings) -> FrozenEncoder:
         )
     if settings.hq != "off" and not spec.hq:
         raise hq_encoder_error(spec.name)
-    encoder = load_encoder(
-        settings.encoder,
-        weights=settings.weights,
-        checkpoint=settings.checkpoint,
-        device=resolve_device(settings.device),
-    )
-    return adapt_encoder(
-        encoder, settings.lora, base_checkpoint=settings.checkpoint, merge=settings.merge_lora
-    )
+    resolve_device(settings.device)
+
+
+def load_sam(settings: SegmentSettings) -> FrozenEncoder:
+    """The settings' SAM-family encoder with its prompt encoder and mask decoder.
+
+    Raises:
+        ConfigError: see :func:`check_sam`.
+    """
+    check_sam(settings)
+    return build_encoder(sam_recipe(settings))
 
 
 def sam_generator(settings: SegmentSettings) -> SamMaskGenerator:
@@ -137,33 +152,37 @@ def sam_generator(settings: SegmentSettings) -> SamMaskGenerator:
 
 def find_objects(
     scene: ChipSource,
-    generator: MaskGenerator,
+    generator: MaskGenerator | None,
     settings: SegmentSettings,
     *,
+    cache: ChipJobCache | None = None,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[list[MergedObject], int]:
-    """The objects of a whole raster: every chip's masks, merged. Returns (objects, chips)."""
+    """The objects of a whole raster: every chip's masks, merged. Returns (objects, chips).
+
+    ``generator`` replaces SAM (default: built from ``settings`` once per ``cache``).
+    """
     stretch = JointStretch.fit_scene(scene)
     windows = chip_windows(scene.grid, *settings.tiling())
+    task = SamObjectsTask(scene.grid, settings.proposals, settings.hq, generator)
+    jobs = chip_jobs(windows, scene.source, stretch, sam_recipe(settings), task)
+    cache = ChipJobCache() if cache is None else cache
+    cache.add_reader(scene.source, scene)
     found: list[tuple[ChipWindow, list[ChipObject]]] = []
-
-    def compute(window: ChipWindow) -> list[ChipObject]:
-        chip = scene.read_chip(window)
-        if not chip.valid.any():
-            return []
-        masks = generator(stretch.apply(chip.image))
-        return chip_objects(masks, window, chip.valid, scene.grid)
-
     run_chips(
-        windows,
-        compute,
+        jobs,
         lambda window, objects: found.append((window, objects)),
+        cache=cache,
         show_progress=show_progress,
         description="segment",
         on_progress=on_progress,
     )
     return merge_objects(found, scene.grid, match_iou=settings.match_iou), len(windows)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def objects_frame(

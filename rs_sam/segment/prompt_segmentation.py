@@ -16,7 +16,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import torch
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.grid import ChipWindow
@@ -25,11 +24,12 @@ from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import Scene
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
+from rs_sam.inference.jobs import ChipJob, ChipJobCache
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.hq_decoder import hq_encoder_error
-from rs_sam.segment.anything import SegmentResult, load_sam
-from rs_sam.segment.objects import mask_polygon
-from rs_sam.segment.prompted import Multimask, decode_prompts, shift_prompt
+from rs_sam.segment.anything import SegmentResult, check_sam, sam_recipe
+from rs_sam.segment.chip_tasks import PromptRows, PromptTask
+from rs_sam.segment.prompted import Multimask
 from rs_sam.segment.prompts import Prompt, PromptWarning, prompt_window, read_prompts
 from rs_sam.segment.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
@@ -83,8 +83,9 @@ def segment_prompts(
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
     found = read_prompts(prompts, scene.grid)
-    encoder = encoder or load_sam(settings)
-    if settings.hq != "off" and encoder.hq_decoder is None:
+    if encoder is None:
+        check_sam(settings)
+    elif settings.hq != "off" and encoder.hq_decoder is None:
         raise hq_encoder_error(encoder.spec.name)
     stretch = JointStretch.fit_scene(scene)
 
@@ -94,51 +95,31 @@ def segment_prompts(
     for prompt in found:
         window = prompt_window(prompt, scene.grid, chip_size, context=context)
         by_window.setdefault(window, []).append(prompt)
+    recipe = sam_recipe(settings)
+    jobs = [
+        ChipJob(
+            window,
+            scene.source,
+            stretch,
+            recipe,
+            PromptTask(scene.grid, tuple(group), multimask, settings.hq, encoder),
+        )
+        for window, group in by_window.items()
+    ]
+    cache = ChipJobCache()
+    cache.add_reader(scene.source, scene)
     rows: list[dict[str, object]] = []
     empty: list[object] = []
 
-    def compute(window: ChipWindow) -> list[dict[str, object]]:
-        chip = scene.read_chip(window)
-        image = torch.from_numpy(stretch.apply(chip.image))[None]
-        interm = None
-        with torch.inference_mode():
-            if settings.hq == "off":
-                embedding = encoder.embed(image)
-            else:
-                embedding, interm = encoder.embed_hq(image)
-        group = by_window[window]
-        decoded = decode_prompts(
-            encoder,
-            embedding,
-            [shift_prompt(p, window) for p in group],
-            window.size,
-            multimask,
-            hq=settings.hq,
-            interm=interm,
-        )
-        transform = scene.grid.window_transform(window)
-        out = []
-        for prompt, masks in zip(group, decoded, strict=True):
-            for item in masks:
-                mask = item.mask & chip.valid
-                if not mask.any():
-                    empty.append(prompt.id)
-                    continue
-                out.append(
-                    {
-                        "prompt_id": prompt.id,
-                        "mask_index": item.index,
-                        "score": item.score,
-                        "geometry": mask_polygon(mask, transform),
-                    }
-                )
-        return out
+    def collect(_: ChipWindow, result: PromptRows) -> None:
+        rows.extend(result[0])
+        empty.extend(result[1])
 
     windows = list(by_window)
     run_chips(
-        windows,
-        compute,
-        lambda _, result: rows.extend(result),
+        jobs,
+        collect,
+        cache=cache,
         show_progress=show_progress,
         description="segment prompts",
         on_progress=on_progress,

@@ -29,11 +29,12 @@ from rs_sam.data.bands import select_bands
 from rs_sam.data.grid import RasterGrid
 from rs_sam.data.image_files import IMAGE_SUFFIXES, read_image
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit, open_date
-from rs_sam.data.scene import ChipSource, ImageScene, Scene
+from rs_sam.data.scene import ChipSource, ImageScene, ImageSource, Scene
 from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback
+from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.inference.raster_io import atomic_path
-from rs_sam.segment.anything import find_objects, objects_frame, sam_generator
+from rs_sam.segment.anything import check_sam, find_objects, objects_frame
 from rs_sam.segment.objects import MaskGenerator
 from rs_sam.segment.settings import SegmentSettings
 
@@ -84,12 +85,19 @@ def sam_objects(
         for path in (objects_path, boundary_path):
             if path is not None and path.exists() and not overwrite:
                 raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
-    generator = generator or sam_generator(settings)
+    if generator is None:
+        check_sam(settings)  # an unusable encoder fails before any data is read
+    cache = ChipJobCache()  # one model for every image
     count = 0
     for image, objects_path, boundary_path in jobs:
         scene = _open(image, settings)
         merged, _ = find_objects(
-            scene, generator, settings, show_progress=show_progress, on_progress=on_progress
+            scene,
+            generator,
+            settings,
+            cache=cache,
+            show_progress=show_progress,
+            on_progress=on_progress,
         )
         frame = objects_frame(merged, scene.grid, settings.min_area, simplify=None)
         order = np.argsort(-frame.area.to_numpy(), kind="stable")  # largest painted first
@@ -233,6 +241,7 @@ def _open(image: Path, settings: SegmentSettings) -> ChipSource:
             pixels[[b - 1 for b in bands]],
             label=str(image),
             eight_bit=is_integer_8bit(pixels.dtype.name),
+            source=ImageSource(image, tuple(bands)),  # how another process reads it
         )
     return Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
 

@@ -12,92 +12,35 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import torch
 
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
-from rs_sam.data.grid import ChipWindow, chip_windows
+from rs_sam.data.grid import chip_windows
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.rasters import DateInput, open_date
 from rs_sam.data.scene import Scene
 from rs_sam.devices import resolve_device
-from rs_sam.errors import CheckpointError
 from rs_sam.inference.classes import write_class_raster, write_class_scores
-from rs_sam.inference.engine import ProgressCallback, run_chips
+from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
+from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
-from rs_sam.models.head_file import (
-    HeadMetadata,
-    read_head_checkpoint,
-    rebuild_encoder,
-    split_model_state,
-)
-from rs_sam.models.unetformer import UNetFormer
+from rs_sam.models.recipe import ModelRecipe
+from rs_sam.models.trained import TrainedSegmentModel, head_metadata, load_segment_model
 from rs_sam.segment.anything import SegmentResult
+from rs_sam.segment.chip_tasks import SemanticTask
 from rs_sam.segment.settings import SegmentSettings
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
 
 COLUMNS = ["id", "class_id", "class_name", "area_m2", "score_mean", "geometry"]
 
-
-@dataclass
-class TrainedSegmentModel:
-    """A UNetFormer rebuilt from a checkpoint written by ``rs-sam train segment``."""
-
-    network: UNetFormer
-    metadata: HeadMetadata
-    class_table: ClassTable
-
-    @torch.inference_mode()
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """(k, S, S) class probabilities of one (3, S, S) float32 0..255 chip."""
-        device = next(self.network.parameters()).device
-        logits = self.network(torch.from_numpy(image)[None].to(device))
-        return torch.softmax(logits[0].float(), 0).cpu().numpy()
-
-
-def load_segment_model(path: str | Path, *, device: torch.device) -> TrainedSegmentModel:
-    """Rebuild the encoder named in the checkpoint, then UNetFormer, and load its weights.
-
-    Raises:
-        CheckpointError: not a segmentation model, no rs-sam metadata, or other encoder
-            weights than the model was trained on.
-    """
-    metadata, hparams, state = read_head_checkpoint(path)
-    if metadata.task != "segment" or metadata.class_table is None:
-        raise CheckpointError(
-            f"{path} is a '{metadata.task}' model; segment --model needs a segmentation model "
-            "from `rs-sam train segment`"
-        )
-    table = ClassTable.from_config(metadata.class_table)
-    sam = metadata.backbone == "sam"
-    network = UNetFormer(
-        rebuild_encoder(metadata, path) if sam else None,
-        backbone=metadata.backbone,  # type: ignore[arg-type]
-        num_classes=table.num_classes,
-        decoder_channels=hparams.get("decoder_channels", 64),
-        window_size=hparams.get("window_size", 8),
-        num_heads=hparams.get("num_heads", 8),
-        dropout=hparams.get("dropout", 0.1),
-        adapter_reduction=hparams.get("adapter_reduction", 1),
-        freeze_encoder=metadata.freeze_encoder,
-        aux_head=hparams.get("aux_head", True),
-        imagenet_weights=bool(hparams.get("imagenet_weights", False)) and not sam,
-    )
-    frozen_random = metadata.freeze_encoder and (not sam or metadata.encoder_weights == "random")
-    encoder_state, weights = split_model_state(state, frozen_encoder=metadata.freeze_encoder)
-    if encoder_state and frozen_random:  # a frozen encoder the registry cannot rebuild
-        network.encoder.load_state_dict(encoder_state)
-    network.load_head_state_dict(weights)
-    network.eval()
-    return TrainedSegmentModel(network.to(device), metadata, table)
+__all__ = ["TrainedSegmentModel", "load_segment_model", "segment_semantic"]
 
 
 def segment_semantic(
@@ -134,18 +77,19 @@ def segment_semantic(
     probability_path = check_raster_output(
         save_probability, overwrite=overwrite, what="probability raster"
     )
-    trained = load_segment_model(model, device=resolve_device(settings.device))
-    table = trained.class_table
+    resolve_device(settings.device)  # an unknown device fails before any data is read
+    head = head_metadata(model, "segment")[0]
+    table = ClassTable.from_config(head.class_table)  # type: ignore[arg-type]
     info = open_date(image)
-    bands = select_bands([info], settings.bands or trained.metadata.bands)
+    bands = select_bands([info], settings.bands or head.bands)
     scene = Scene(info, bands=bands, nodata=settings.nodata)
     stretch = JointStretch.fit_scene(scene)
-    chip_size, overlap = settings.tiling(trained.metadata.chip_size)
+    chip_size, overlap = settings.tiling(head.chip_size)
     windows = chip_windows(scene.grid, chip_size, overlap)
-
-    def compute(window: ChipWindow) -> tuple[np.ndarray, np.ndarray]:
-        chip = scene.read_chip(window)
-        return trained.probabilities(stretch.apply(chip.image)), chip.valid
+    recipe = ModelRecipe(head.encoder, device=settings.device, head=Path(model))
+    jobs = chip_jobs(windows, scene.source, stretch, recipe, SemanticTask())
+    cache = ChipJobCache()
+    cache.add_reader(scene.source, scene)
 
     with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
         workdir = Path(tmp)
@@ -157,9 +101,9 @@ def segment_semantic(
             bands=table.num_classes,
         ) as mosaic:
             run_chips(
-                windows,
-                compute,
+                jobs,
                 lambda window, result: mosaic.add(window, *result),
+                cache=cache,
                 show_progress=show_progress,
                 description="segment",
                 on_progress=on_progress,

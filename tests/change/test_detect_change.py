@@ -14,7 +14,8 @@ import pytest
 import torch
 from shapely.geometry import box
 
-from rs_sam.change import ChangeSettings, detect
+from rs_sam.change import ChangeSettings, chip_tasks, detect
+from rs_sam.models import recipe
 from rs_sam.models.mask_proposals import MaskProposals
 from tests.conftest import CHANGE_COLS, CHANGE_ROWS
 from tests.helpers.stand_ins import ColourEncoder
@@ -37,8 +38,8 @@ def block_proposer(encoder, settings):
 
 @pytest.fixture
 def transparent_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(detect, "load_encoder", lambda name, **kwargs: ColourEncoder())
-    monkeypatch.setattr(detect, "sam_proposer", block_proposer)
+    monkeypatch.setattr(recipe, "load_encoder", lambda name, **kwargs: ColourEncoder())
+    monkeypatch.setattr(chip_tasks, "sam_proposer", block_proposer)
 
 
 def test_polygons_sit_on_the_painted_change(

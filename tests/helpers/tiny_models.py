@@ -11,14 +11,14 @@ import torch
 
 
 def use_tiny_encoders(setattr_: Callable[[Any, str, Any], None] = setattr) -> Callable[..., Any]:
-    """Patch the encoder loaders of detect-change and segment; returns the tiny loader.
+    """Patch the one encoder loader (that of :func:`rs_sam.models.recipe.build_encoder`, which
+    every pipeline and training task builds its model with); returns the tiny loader.
 
     ``setattr_`` is ``monkeypatch.setattr`` in tests (undone after the test) or the builtin
     in a child process.
     """
-    from rs_sam.change import detect
+    from rs_sam.models import recipe
     from rs_sam.models.encoders import load_encoder
-    from rs_sam.segment import anything
 
     @functools.wraps(load_encoder)
     def load_tiny(name: str, **kwargs: Any) -> Any:
@@ -30,6 +30,5 @@ def use_tiny_encoders(setattr_: Callable[[Any, str, Any], None] = setattr) -> Ca
             warnings.simplefilter("ignore")
             return load_encoder(name, **kwargs)
 
-    for module in (detect, anything):
-        setattr_(module, "load_encoder", load_tiny)
+    setattr_(recipe, "load_encoder", load_tiny)
     return load_tiny
