@@ -96,10 +96,15 @@ def fetch(name: str) -> None:
 )
 @_one_line_errors
 def verify(file: Path, encoder: str | None) -> None:
-    """Check a checkpoint FILE: size, sha256, safe loading and what model it holds."""
+    """Check a checkpoint FILE: size, sha256, safe loading and what model it holds.
+
+    Exits 2 when FILE is unsafe, damaged, differs from the published figures, or holds tensors
+    of no model rs-sam knows.
+    """
+    from rs_sam.checkpoints import require_identified
     from rs_sam.models.encoders import get_encoder, verify_checkpoint
 
-    report = verify_checkpoint(file, get_encoder(encoder) if encoder else None)
+    report = require_identified(verify_checkpoint(file, get_encoder(encoder) if encoder else None))
 
     def status(found: object, expected: object) -> str:
         if report.checked_against is None:

@@ -7,13 +7,17 @@ One module per job:
 * :mod:`~rs_sam.checkpoints.download`: atomic, verified downloads with a progress bar.
 * :mod:`~rs_sam.checkpoints.cache`: the cache folder, ``RS_SAM_OFFLINE`` and
   :func:`resolve_checkpoint` (explicit path > cached file > download).
-* :mod:`~rs_sam.checkpoints.safe_load`: ``torch.load(weights_only=True)`` only; pickles that
-  would run code are refused, never executed.
+* :mod:`~rs_sam.checkpoints.torch_file`: :func:`read_torch_file`, the one ``torch.load``
+  (``weights_only=True``): pickles that would run code are refused, never executed, and every
+  failure is one line ("contains code" or "not a readable ...", and where trusted files come
+  from); :mod:`~rs_sam.checkpoints.pickle_scan` reads a refused pickle statically to tell which.
+* :mod:`~rs_sam.checkpoints.safe_load`: state dicts read through it.
 * :mod:`~rs_sam.checkpoints.ultralytics_pickle`: the tensors of pickled FastSAM models, read
   through inert stand-ins.
 * :mod:`~rs_sam.checkpoints.identify`: what model a state dict belongs to.
 * :mod:`~rs_sam.checkpoints.keys`: key/shape comparison and strict loading into a module.
-* :mod:`~rs_sam.checkpoints.report`: inspecting one file (``rs-sam weights verify``).
+* :mod:`~rs_sam.checkpoints.report`: inspecting one file (``rs-sam weights verify``), which
+  fails for a file it cannot identify.
 
 An explicit ``checkpoint=`` path is not hash-checked (it may be a fine-tuned file); its keys
 and shapes are checked when it is loaded into a model. Matching a file against the encoder
@@ -37,8 +41,15 @@ from rs_sam.checkpoints.download import download_checkpoint
 from rs_sam.checkpoints.identify import IDENTIFIABLE, identified_hint, identify_checkpoint
 from rs_sam.checkpoints.keys import KeyMismatch, compare_keys, load_into_model
 from rs_sam.checkpoints.published import CheckpointSpec, file_sha256
-from rs_sam.checkpoints.report import CheckpointReport, inspect_checkpoint
-from rs_sam.checkpoints.safe_load import TORCH_LOAD_ERRORS, load_state_dict
+from rs_sam.checkpoints.report import CheckpointReport, inspect_checkpoint, require_identified
+from rs_sam.checkpoints.safe_load import load_state_dict
+from rs_sam.checkpoints.torch_file import (
+    TORCH_LOAD_ERRORS,
+    TRUSTED_ADAPTER,
+    TRUSTED_CHECKPOINT,
+    TRUSTED_HEAD,
+    read_torch_file,
+)
 from rs_sam.checkpoints.ultralytics_pickle import load_any_state_dict, load_ultralytics_state_dict
 
 __all__ = [
@@ -47,6 +58,9 @@ __all__ = [
     "IDENTIFIABLE",
     "OFFLINE_ENV",
     "TORCH_LOAD_ERRORS",
+    "TRUSTED_ADAPTER",
+    "TRUSTED_CHECKPOINT",
+    "TRUSTED_HEAD",
     "CheckpointReport",
     "CheckpointSpec",
     "KeyMismatch",
@@ -64,6 +78,8 @@ __all__ = [
     "load_into_model",
     "load_state_dict",
     "load_ultralytics_state_dict",
+    "read_torch_file",
+    "require_identified",
     "resolve_checkpoint",
     "rs_sam_home",
 ]

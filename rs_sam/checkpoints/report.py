@@ -9,6 +9,7 @@ from rs_sam.checkpoints.identify import identify_checkpoint
 from rs_sam.checkpoints.published import CheckpointSpec, check_figures, file_sha256
 from rs_sam.checkpoints.safe_load import existing_file
 from rs_sam.checkpoints.ultralytics_pickle import load_any_state_dict
+from rs_sam.errors import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,14 @@ def inspect_checkpoint(
         n_tensors=len(state_dict),
         n_values=sum(t.numel() for t in state_dict.values()),
     )
+
+
+def require_identified(report: CheckpointReport) -> CheckpointReport:
+    """``report``, or CheckpointError when its tensors match no model rs-sam knows."""
+    if report.identified is None:
+        raise CheckpointError(
+            f"{report.path} holds {report.n_tensors:,} tensors that match no checkpoint rs-sam "
+            "knows (SAM, HQ-SAM, MobileSAM, FastSAM); pass an official file "
+            "(rs-sam weights list) or one fine-tuned from it"
+        )
+    return report

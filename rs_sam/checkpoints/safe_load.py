@@ -6,10 +6,6 @@ pickle that would construct arbitrary objects or call functions is refused, neve
 
 from __future__ import annotations
 
-import pickle
-import re
-import struct
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,24 +13,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rs_sam.checkpoints.messages import listed, one_line
+from rs_sam.checkpoints.messages import listed
+from rs_sam.checkpoints.torch_file import (
+    TORCH_LOAD_ERRORS,
+    TRUSTED_CHECKPOINT,
+    code_refusal,
+    read_torch_file,
+)
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
 
-# What a damaged or foreign file can make torch.load raise (a text file gives a KeyError,
-# a truncated zip OSError EINVAL).
-TORCH_LOAD_ERRORS = (
-    pickle.UnpicklingError,
-    RuntimeError,
-    EOFError,
-    KeyError,
-    IndexError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    OSError,
-    struct.error,
-    zipfile.BadZipFile,
-)
+__all__ = [
+    "TORCH_LOAD_ERRORS",
+    "as_state_dict",
+    "existing_file",
+    "load_state_dict",
+    "pickled_globals",
+    "refusal",
+    "torch_load",
+]
 
 
 def existing_file(path: str | Path) -> Path:
@@ -56,46 +52,14 @@ def pickled_globals(path: Path) -> list[str]:
     return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
 
 
-def _unsafe_globals(path: Path, err: BaseException | None = None) -> list[str]:
-    """:func:`pickled_globals`, else (legacy files) the names in the refusal message ``err``."""
-    try:
-        return pickled_globals(path)
-    except TORCH_LOAD_ERRORS:
-        return sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(err)))) if err else []
-
-
 def refusal(path: Path, unsafe: list[str]) -> CheckpointError:
-    """The one-line error refusing a file whose pickle names ``unsafe`` classes/functions."""
-    hint = ""
-    if any(name.startswith("ultralytics.") for name in unsafe):
-        hint = (
-            "; it is a pickled ultralytics model (FastSAM/YOLO): load it with encoder "
-            "'fastsam_s' or 'fastsam_x', which recover its tensors without running its code"
-        )
-    return CheckpointError(
-        f"refused: {path} contains code or objects that are not plain tensors "
-        f"({listed(unsafe)}); rs-sam never executes pickled code{hint}"
-    )
+    """The one-line error refusing a checkpoint whose pickle names ``unsafe`` classes/functions."""
+    return code_refusal(path, unsafe, TRUSTED_CHECKPOINT)
 
 
 def torch_load(path: Path) -> Any:
     """``torch.load`` restricted to tensors and plain containers; errors become CheckpointError."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        unsafe = _unsafe_globals(path, err)
-        if unsafe:
-            raise refusal(path, unsafe) from None
-        raise CheckpointError(
-            f"{path} cannot be read safely: it is corrupt or holds objects that are not plain "
-            f"tensors ({one_line(err).split('WeightsUnpickler error:')[-1].strip()[:80]}); "
-            "download it again"
-        ) from None
-    except TORCH_LOAD_ERRORS as err:
-        raise CheckpointError(
-            f"{path} is corrupt, truncated or not a PyTorch checkpoint "
-            f"({type(err).__name__}: {one_line(err)[:100]}); download it again"
-        ) from None
+    return read_torch_file(path, kind="checkpoint", trusted=TRUSTED_CHECKPOINT)
 
 
 def as_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:

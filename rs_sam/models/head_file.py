@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from rs_sam.checkpoints import TORCH_LOAD_ERRORS, file_sha256
+from rs_sam.checkpoints import TRUSTED_HEAD, file_sha256, read_torch_file
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
 from rs_sam.models.encoders import (
     FrozenEncoder,
@@ -128,14 +127,7 @@ def read_head_checkpoint(path: str | Path) -> tuple[HeadMetadata, dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"model checkpoint {path} does not exist; check the path")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except TORCH_LOAD_ERRORS as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path} cannot be loaded safely as a checkpoint ({first[:200]}); "
-            "pass a .ckpt written by `rs-sam train`"
-        ) from err
+    content = read_torch_file(path, kind="rs-sam model checkpoint", trusted=TRUSTED_HEAD)
     if not isinstance(content, dict) or CHECKPOINT_KEY not in content:
         raise CheckpointError(
             f"{path} has no rs-sam metadata; pass a checkpoint written by `rs-sam train`"

@@ -22,6 +22,7 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
+from rs_sam.data.labels import IGNORE
 from rs_sam.losses.change import ChangeLoss
 from rs_sam.models.head_file import HeadMetadata, load_task_encoder
 from rs_sam.models.samcd import SamCD, SamCDOutput
@@ -112,11 +113,11 @@ class ChangeTask(HeadTask):
     def configure_metrics(self) -> None:
         metrics = MetricCollection(
             {
-                "precision": BinaryPrecision(ignore_index=255),
-                "recall": BinaryRecall(ignore_index=255),
-                "f1": BinaryF1Score(ignore_index=255),
-                "iou": BinaryJaccardIndex(ignore_index=255),
-                "accuracy": BinaryAccuracy(ignore_index=255),
+                "precision": BinaryPrecision(ignore_index=IGNORE),
+                "recall": BinaryRecall(ignore_index=IGNORE),
+                "f1": BinaryF1Score(ignore_index=IGNORE),
+                "iou": BinaryJaccardIndex(ignore_index=IGNORE),
+                "accuracy": BinaryAccuracy(ignore_index=IGNORE),
             }
         )
         self.val_metrics = metrics.clone(prefix="val/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -464,9 +465,10 @@ def test_damaged_and_foreign_files_refused(tmp_path: Path) -> None:
     text = tmp_path / "text.pt"
     text.write_text("not a checkpoint\n")
     for bad in (damaged, text):
-        with pytest.raises(CheckpointError, match="cannot be loaded safely") as err:
+        with pytest.raises(CheckpointError, match="is not a readable LoRA adapter: it is") as err:
             load_adapter(bad, fresh)
         assert_one_line(err)
+        assert "written by rs-sam train lora" in str(err.value)
 
     plain = tmp_path / "plain.pt"
     torch.save({"weight": torch.zeros(2)}, plain)
@@ -475,8 +477,9 @@ def test_damaged_and_foreign_files_refused(tmp_path: Path) -> None:
 
     unsafe = tmp_path / "unsafe.pt"
     torch.save({ADAPTER_KEY: LoraSettings(), "state_dict": {}}, unsafe)  # arbitrary object
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match=r"refused: .* contains code \(pickled ") as err:
         load_adapter(unsafe, fresh)
+    assert "LoraSettings" in str(err.value) and "weights_only" not in str(err.value)
 
     with pytest.raises(CheckpointNotFoundError, match="does not exist"):
         load_adapter(tmp_path / "missing.pt", fresh)
@@ -542,3 +545,32 @@ def test_merge_matches_unmerged(tmp_path: Path, name: str, decoder: bool) -> Non
     assert_one_line(err)
     with pytest.raises(ConfigError, match="was merged with a LoRA"):
         apply_lora(encoder)
+
+
+class _RunsCode:
+    """A pickle payload that runs a shell command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_adapter_that_runs_code_says_so_without_suggesting_weights_only_false(
+    tmp_path: Path, legacy: bool
+) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    content = {ADAPTER_KEY: {"format": 1}, "state_dict": {}, "hook": _RunsCode(marker)}
+    torch.save(content, path, _use_new_zipfile_serialization=not legacy)
+    for read in (read_adapter_metadata, lambda p: load_adapter(p, build("sam_vit_b"))):
+        with pytest.raises(CheckpointError) as err:
+            read(path)
+        assert_one_line(err)
+        text = str(err.value)
+        assert text.startswith(f"refused: {path} contains code (pickled os.system)"), text
+        assert "rs-sam will not run" in text and "written by rs-sam train lora" in text
+        assert "weights_only" not in text and "corrupt" not in text
+    assert not marker.exists()

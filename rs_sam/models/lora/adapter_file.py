@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rs_sam.checkpoints import TORCH_LOAD_ERRORS, compare_keys
+from rs_sam.checkpoints import TRUSTED_ADAPTER, compare_keys, read_torch_file
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError, ConfigError, OutputPathError
 from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.models.encoders.registry import encoder_fingerprint
@@ -143,15 +143,7 @@ _REQUIRED = ("format", "base_encoder", "base_weights", "base_sha256", "tiny", "s
 def _load_content(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if not path.is_file():
         raise CheckpointNotFoundError(f"LoRA adapter {path} does not exist; check the path")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except TORCH_LOAD_ERRORS as err:
-        text = str(err).strip()
-        first = text.splitlines()[0][:200] if text else type(err).__name__
-        raise CheckpointError(
-            f"{path} cannot be loaded safely as a LoRA adapter ({first}); "
-            "pass a file written by save_adapter"
-        ) from err
+    content = read_torch_file(path, kind="LoRA adapter", trusted=TRUSTED_ADAPTER)
     record = content.get(ADAPTER_KEY) if isinstance(content, dict) else None
     if not isinstance(record, dict):
         raise CheckpointError(
