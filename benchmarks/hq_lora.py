@@ -40,6 +40,7 @@ def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 
 
 def hq_vs_plain(name: str, points_per_side: int, repeats: int) -> None:
+    from rs_sam.models.decoding import ChipFeatures, SamDecoder
     from rs_sam.models.encoders import load_encoder
     from rs_sam.models.fast_decoder import is_hq_supported, is_supported
     from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
@@ -52,11 +53,10 @@ def hq_vs_plain(name: str, points_per_side: int, repeats: int) -> None:
                                 stability_thresh=0.0)  # fmt: skip
 
     def decode(mode: str):
-        decoder = encoder.hq_decoder if mode != "off" else encoder.mask_decoder
+        decoder = SamDecoder.for_encoder(encoder, mode)
+        features = ChipFeatures(hq.embedding, hq.interm if mode != "off" else None)
         with torch.inference_mode():
-            return propose_masks(hq.embedding, encoder.prompt_encoder, decoder,
-                                 input_size=encoder.input_size, settings=settings, hq=mode,
-                                 interm=hq.interm if mode != "off" else None)  # fmt: skip
+            return propose_masks(decoder, features, settings=settings)
 
     plain, _ = timed(lambda: decode("off"), repeats)
     with_hq, _ = timed(lambda: decode("add"), repeats)
@@ -72,6 +72,7 @@ def hq_vs_plain(name: str, points_per_side: int, repeats: int) -> None:
 
 
 def lora(name: str, repeats: int) -> None:
+    from rs_sam.models.decoding import ChipFeatures, SamDecoder
     from rs_sam.models.encoders import load_encoder
     from rs_sam.models.lora import LoraSettings, apply_lora, embed_trainable, merge_lora
 
@@ -81,17 +82,13 @@ def lora(name: str, repeats: int) -> None:
     optimizer = torch.optim.AdamW(params, lr=5e-3)
     image = torch.rand(1, 3, 1024, 1024) * 255
     target = (torch.rand(1, 1, 256, 256) > 0.5).float()
-    sparse, dense = encoder.prompt_encoder(points=None, boxes=None, masks=None)
+    decoder = SamDecoder.for_encoder(encoder)
     with torch.inference_mode():
         base = encoder.embed(image)  # LoRA's B starts at zero: the base model's embedding
 
     def step() -> None:
         embedding = embed_trainable(encoder, image)
-        logits, _ = encoder.mask_decoder(
-            image_embeddings=embedding, image_pe=encoder.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-            multimask_output=True,
-        )  # fmt: skip
+        logits = decoder.decode_train(ChipFeatures(embedding), multimask=True).logits  # no prompt
         prob = torch.sigmoid(logits)
         dice = 1 - (2 * (prob * target).sum((-1, -2)) + 1) / (
             prob.sum((-1, -2)) + target.sum((-1, -2)) + 1

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from rs_sam.data.pair import ChipPair
 from rs_sam.errors import ConfigError
+from rs_sam.models.decoding import ChipFeatures, SamDecoder
 from rs_sam.models.mask_proposals import MaskProposals, ProposalSettings, propose_masks
 
 if TYPE_CHECKING:
@@ -116,20 +117,14 @@ def score_chip(
 
 def sam_proposer(encoder: FrozenEncoder, settings: ProposalSettings) -> Proposer:
     """The default proposer: SAM's own prompt encoder and mask decoder on a point grid."""
-    prompt_encoder, mask_decoder = encoder.prompt_encoder, encoder.mask_decoder
-    if prompt_encoder is None or mask_decoder is None:
+    if encoder.prompt_encoder is None or encoder.mask_decoder is None:
         raise ConfigError(
             f"encoder '{encoder.spec.name}' has no SAM prompt encoder and mask decoder; "
             "use a SAM encoder such as mobile_sam"
         )
+    decoder = SamDecoder.for_encoder(encoder)
 
     def propose(embedding: Tensor) -> MaskProposals:
-        return propose_masks(
-            embedding,
-            prompt_encoder,
-            mask_decoder,
-            input_size=encoder.input_size,
-            settings=settings,
-        )
+        return propose_masks(decoder, ChipFeatures(embedding), settings=settings)
 
     return propose

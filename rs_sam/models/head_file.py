@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from rs_sam.checkpoints import TRUSTED_HEAD, file_sha256, read_torch_file
 from rs_sam.errors import CheckpointError, CheckpointNotFoundError
 from rs_sam.models.encoders import (

@@ -1,16 +1,15 @@
-"""SAM automatic mask proposals from a precomputed image embedding, batched over prompts.
+"""SAM automatic mask proposals from a chip's features, batched over prompts.
 
-A regular grid of single-point prompts is decoded in batches with the official prompt
-encoder and mask decoder's weights, through :func:`~rs_sam.models.fast_decoder.decode_points`
-(an exact reorganisation of the official forward). Unlike the official automatic mask
-generator, masks stay at the decoder's low resolution (4x the embedding side, 256x256
-for a 1024 input) and nothing is run-length encoded: filtering (predicted IoU,
-stability), box NMS and everything downstream work on boolean low-resolution masks.
+A regular grid of single-point prompts is decoded in batches by a
+:class:`~rs_sam.models.decoding.SamDecoder` (on CPU the fast decoder, an exact reorganisation
+of the official forward). Unlike the official automatic mask generator, masks stay at the
+decoder's low resolution (4x the embedding side, 256x256 for a 1024 input) and nothing is
+run-length encoded: filtering (predicted IoU, stability), box NMS and everything downstream
+work on boolean low-resolution masks.
 
-With HQ-SAM (``hq="add"`` or ``"only"``) each point goes through the HQ decoder instead
-(:func:`~rs_sam.models.hq_decoder.decode_hq`, the fast decoder's HQ path on CPU; the fused HQ
-features are computed once per image) and, as in HQ-SAM's automatic mask generator, gives one
-mask: the best-IoU ambiguity mask plus the HQ token's logits, or the HQ token's logits alone.
+With an HQ-SAM decoder (``hq="add"`` or ``"only"``) each point gives, as in HQ-SAM's automatic
+mask generator, one mask: the best-IoU ambiguity mask plus the HQ token's logits, or the HQ
+token's logits alone; the fused HQ features are computed once per image.
 """
 
 from __future__ import annotations
@@ -18,12 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder
 from torch import Tensor
 from torchvision.ops import batched_nms, masks_to_boxes
 
-from rs_sam.models.fast_decoder import decode_points
-from rs_sam.models.hq_decoder import HQ_MODES, HqMode, decode_hq, hq_features, is_hq_decoder
+from rs_sam.models.decoding import ChipFeatures, SamDecoder
 
 
 @dataclass(frozen=True)
@@ -69,63 +66,34 @@ def stability_score(logits: Tensor, offset: float) -> Tensor:
 
 @torch.inference_mode()
 def propose_masks(
-    embedding: Tensor,
-    prompt_encoder: PromptEncoder,
-    mask_decoder: MaskDecoder,
+    decoder: SamDecoder,
+    features: ChipFeatures,
     *,
-    input_size: int,
     settings: ProposalSettings = ProposalSettings(),
     keep_logits: bool = False,
-    hq: HqMode = "off",
-    interm: Tensor | None = None,
 ) -> MaskProposals:
     """Automatic mask proposals for one image.
 
     Args:
-        embedding: (1, C, E, E) SAM image embedding.
-        prompt_encoder, mask_decoder: the official SAM modules matching ``embedding``; with
-            ``hq`` on, ``mask_decoder`` is HQ-SAM's ``MaskDecoderHQ`` (``encoder.hq_decoder``).
-        input_size: side of the model input the embedding was computed from.
+        decoder: SAM's decoder matching ``features`` (its ``hq`` mode decides the masks:
+            ``"off"``: SAM's three ambiguity masks per point; ``"add"``: one mask per point,
+            SAM's best plus the HQ token's logits; ``"only"``: the HQ token's mask).
+        features: One image's features (``embedding`` (1, C, E, E); ``interm`` with HQ).
         keep_logits: also return the kept masks' logits (to upsample them later).
-        hq: ``"off"``: SAM's three ambiguity masks per point; ``"add"``: one mask per point,
-            SAM's best plus the HQ token's logits; ``"only"``: the HQ token's mask.
-        interm: (1, D, E, E) early-layer features (``encoder.embed_hq``), needed with ``hq``.
 
     Returns:
         Proposals at the decoder resolution (4E x 4E), after IoU/stability filtering
         and box NMS, sorted by predicted IoU.
 
     Raises:
-        ValueError: ``hq`` unknown, or on without an HQ decoder and ``interm``.
+        ValueError: HQ decoding without the early-layer features.
     """
-    if hq not in HQ_MODES:
-        raise ValueError(f"hq={hq!r} is not one of {', '.join(HQ_MODES)}")
-    if hq != "off" and (interm is None or not is_hq_decoder(mask_decoder)):
-        raise ValueError(
-            f"hq={hq!r} needs HQ-SAM's MaskDecoderHQ and the early-layer features (interm)"
-        )
-    device = embedding.device
-    points = point_grid(settings.points_per_side, input_size).to(device)
-    if hq != "off":
-        fused = hq_features(mask_decoder, embedding, interm)  # type: ignore[arg-type]
+    features = decoder.prepare(features)  # HQ-SAM's fusion: once per image
+    points = point_grid(settings.points_per_side, decoder.input_size).to(features.embedding.device)
     kept_masks, kept_scores, kept_stability, kept_logits = [], [], [], []
     for start in range(0, len(points), settings.points_per_batch):
         batch = points[start : start + settings.points_per_batch]
-        if hq == "off":
-            logits, iou = decode_points(
-                prompt_encoder, mask_decoder, embedding, batch[:, None, :], multimask_output=True
-            )
-        else:
-            logits, iou, _ = decode_hq(
-                prompt_encoder,
-                mask_decoder,
-                embedding,
-                interm,  # type: ignore[arg-type]  # checked above
-                points=batch[:, None, :],
-                multimask_output=True,
-                hq=hq,
-                features=fused,
-            )
+        logits, iou, _, _ = decoder.decode(features, points=batch[:, None, :], multimask=True)
         logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*M, h, w), (B*M,), M = 3 or 1
         stability = stability_score(logits, settings.stability_offset)
         keep = (iou >= settings.pred_iou_thresh) & (stability >= settings.stability_thresh)

@@ -24,8 +24,8 @@ from shapely.geometry.base import BaseGeometry
 
 from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.errors import ConfigError
+from rs_sam.models.decoding import HQ_MODES, HqMode, SamDecoder, hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
-from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
 
 
@@ -75,26 +75,14 @@ class SamMaskGenerator:
         self.encoder = encoder
         self.settings = settings
         self.hq = hq
+        self.decoder = SamDecoder.for_encoder(encoder, hq)
 
     @torch.inference_mode()
     def __call__(self, image: np.ndarray) -> Iterator[ChipMask]:
         size = image.shape[-1]
         tensor = torch.from_numpy(np.ascontiguousarray(image))[None]
-        if self.hq == "off":
-            embedding, interm = self.encoder.embed(tensor), None
-            decoder = self.encoder.mask_decoder
-        else:
-            embedding, interm = self.encoder.embed_hq(tensor)
-            decoder = self.encoder.hq_decoder
         proposals = propose_masks(
-            embedding,
-            self.encoder.prompt_encoder,  # type: ignore[arg-type]
-            decoder,  # type: ignore[arg-type]
-            input_size=self.encoder.input_size,
-            settings=self.settings,
-            keep_logits=True,
-            hq=self.hq,
-            interm=interm,
+            self.decoder, self.decoder.features(tensor), settings=self.settings, keep_logits=True
         )
         assert proposals.logits is not None  # asked for above
         for logits, score, stability in zip(

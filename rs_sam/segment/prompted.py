@@ -17,8 +17,8 @@ then to the image size; for a square chip without padding both are the same geom
 the direct resize skips the ``S x S`` intermediate.
 
 HQ-SAM (``hq="add"`` or ``"only"``, an ``sam_hq_*`` encoder and the early-layer features of
-:meth:`FrozenEncoder.embed_hq`) decodes every prompt, points or box, through the official
-HQ decoder (:func:`~rs_sam.models.hq_decoder.decode_hq`): one mask per prompt, SAM's mask
+:meth:`FrozenEncoder.embed_hq`) decodes every prompt, points or box, through the HQ decoder
+(:class:`~rs_sam.models.decoding.SamDecoder`): one mask per prompt, SAM's mask
 (its single mask, or the best ambiguity mask for a lone point) plus the HQ token's logits,
 or the HQ token's alone; ``index`` is the SAM mask used. ``multimask="all"`` has no HQ
 counterpart.
@@ -36,15 +36,14 @@ from torch import Tensor
 
 from rs_sam.data.grid import ChipWindow
 from rs_sam.errors import ConfigError
-from rs_sam.models.encoders.base import FrozenEncoder
-from rs_sam.models.fast_decoder import decode_points
-from rs_sam.models.hq_decoder import (
+from rs_sam.models.decoding import (
     HQ_MODES,
+    ChipFeatures,
     HqMode,
-    decode_hq,
+    SamDecoder,
     hq_encoder_error,
-    hq_features,
 )
+from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.segment.prompts import Prompt, PromptError
 
 __all__ = [
@@ -171,10 +170,10 @@ def decode_logits(
     """SAM's low-resolution logits and predicted IoU of each prompt on one chip.
 
     Prompts are grouped by shape (number of points, box or not); each group is decoded in
-    batches of ``batch_size`` with one decoder call per batch. Point-only groups go through
-    :func:`~rs_sam.models.fast_decoder.decode_points` (equal to the official forward up to
-    float rounding), groups with a box through the official ``prompt_encoder`` and
-    ``mask_decoder``.
+    batches of ``batch_size`` with one decoder call per batch
+    (:meth:`~rs_sam.models.decoding.SamDecoder.decode`: point-only groups through the fast
+    decoder, equal to the official forward up to float rounding; groups with a box through
+    the official forward).
 
     Args:
         encoder: a SAM encoder (with ``prompt_encoder`` and ``mask_decoder``).
@@ -219,8 +218,11 @@ def _decode(
     interm: Tensor | None,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """:func:`decode_logits` plus, per prompt, the decoder output index of each mask ``(M,)``."""
-    prompt_encoder, mask_decoder = _check(encoder, embedding, chip_size, multimask, batch_size)
-    hq_decoder = _check_hq(encoder, embedding, multimask, hq, interm)
+    _check(encoder, embedding, chip_size, multimask, batch_size)
+    _check_hq(encoder, embedding, multimask, hq, interm)
+    decoder = SamDecoder.for_encoder(encoder, hq)
+    # HQ-SAM's global-local fusion depends on the image only: once per chip, not per batch
+    features = decoder.prepare(ChipFeatures(embedding, interm))
     scale = encoder.input_size / chip_size
     groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
     for i, prompt in enumerate(prompts):
@@ -229,8 +231,6 @@ def _decode(
         groups[(len(prompt.points), prompt.box is not None)].append(i)
     results: list[tuple[Tensor, Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
     device = embedding.device
-    # HQ-SAM's global-local fusion depends on the image only: once per chip, not per batch
-    features = None if hq_decoder is None else hq_features(hq_decoder, embedding, interm)  # type: ignore[arg-type]
     for (n_points, has_box), members in groups.items():
         multimask_output = multimask == "all" or (n_points == 1 and not has_box)
         for start in range(0, len(members), batch_size):
@@ -243,42 +243,9 @@ def _decode(
             if has_box:
                 box = np.stack([p.box for p in batch]) * scale - 0.5
                 boxes = torch.as_tensor(box, dtype=torch.float32, device=device)
-            if hq_decoder is not None:
-                logits, iou, index = decode_hq(
-                    prompt_encoder,
-                    hq_decoder,
-                    embedding,
-                    interm,  # type: ignore[arg-type]  # checked by _check_hq
-                    points=points,
-                    labels=labels,
-                    boxes=boxes,
-                    multimask_output=multimask_output,
-                    hq=hq,  # type: ignore[arg-type]  # "add" or "only" here
-                    features=features,
-                )
-                indices = index[:, None]
-            elif boxes is None:
-                logits, iou = decode_points(
-                    prompt_encoder,
-                    mask_decoder,
-                    embedding,
-                    points,
-                    labels,
-                    multimask_output=multimask_output,
-                )
-            else:
-                sparse, dense = prompt_encoder(
-                    points=None if points is None else (points, labels), boxes=boxes, masks=None
-                )
-                logits, iou = mask_decoder(
-                    image_embeddings=embedding,
-                    image_pe=prompt_encoder.get_dense_pe(),
-                    sparse_prompt_embeddings=sparse,
-                    dense_prompt_embeddings=dense,
-                    multimask_output=multimask_output,
-                )
-            if hq_decoder is None:
-                indices = torch.arange(logits.shape[1], device=device).expand(len(batch), -1)
+            logits, iou, indices, _ = decoder.decode(
+                features, points=points, labels=labels, boxes=boxes, multimask=multimask_output
+            )
             for k, i in enumerate(members[start : start + batch_size]):
                 results[i] = (logits[k], iou[k], indices[k])
     return results
@@ -286,8 +253,8 @@ def _decode(
 
 def _check(
     encoder: FrozenEncoder, embedding: Tensor, chip_size: int, multimask: str, batch_size: int
-) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The encoder's SAM prompt encoder and mask decoder, after checking the arguments."""
+) -> None:
+    """Check that the encoder has a SAM decoder and the arguments fit it."""
     prompt_encoder, mask_decoder = encoder.prompt_encoder, encoder.mask_decoder
     if prompt_encoder is None or mask_decoder is None:
         raise ConfigError(
@@ -307,7 +274,6 @@ def _check(
             f"embedding has shape {tuple(embedding.shape)}, expected {expected}; pass "
             f"encoder.embed(chip) of one chip"
         )
-    return prompt_encoder, mask_decoder
 
 
 def _check_hq(
@@ -316,12 +282,12 @@ def _check_hq(
     multimask: str,
     hq: str,
     interm: Tensor | None,
-) -> torch.nn.Module | None:
-    """The encoder's HQ decoder when ``hq`` is on (None when off), after checking the rest."""
+) -> None:
+    """Check that ``hq`` decoding, when on, has an HQ-SAM encoder and its features."""
     if hq not in HQ_MODES:
         raise ConfigError(f"hq={hq!r} is invalid; use one of {', '.join(HQ_MODES)}")
     if hq == "off":
-        return None
+        return
     if encoder.hq_decoder is None:
         raise hq_encoder_error(encoder.spec.name)
     if multimask != "best":
@@ -335,7 +301,6 @@ def _check_hq(
             f"HQ-SAM decoding needs the chip's early-layer features (1, D, {side[0]}, "
             f"{side[1]}), got {got}: pass interm=encoder.embed_hq(chip).interm"
         )
-    return encoder.hq_decoder
 
 
 def _upsample(logits: Tensor, chip_size: int) -> Tensor:

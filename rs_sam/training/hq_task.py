@@ -2,9 +2,10 @@
 
 HQ-SAM keeps ALL of SAM frozen (image encoder, prompt encoder, the SAM part of the mask
 decoder) and learns only what ``segment_anything_hq``'s ``MaskDecoderHQ`` adds
-(:data:`HQ_MODULES`): the HQ output token ``hf_token``, its 3-layer MLP ``hf_mlp``, and the
-global-local fusion ``compress_vit_feat`` (early ViT features), ``embedding_encoder`` (the
-image embedding) and ``embedding_maskfeature`` (SAM's upscaled decoder features). For ViT-B
+(:data:`~rs_sam.training.hq_weights.HQ_MODULES`): the HQ output token ``hf_token``, its
+3-layer MLP ``hf_mlp``, and the global-local fusion ``compress_vit_feat`` (early ViT
+features), ``embedding_encoder`` (the image embedding) and ``embedding_maskfeature`` (SAM's
+upscaled decoder features). For ViT-B
 that is 1,071,104 parameters (the official module's HQ-only parameters).
 
 The task builds the HQ variant of the registry (``sam_hq_vit_b``...) and fills its SAM parts
@@ -24,7 +25,8 @@ Training, per chip (as the official ``train/train.py``, per image):
   the size), ``point`` (``points`` random foreground pixels of the object), ``mask`` (the
   object mask at the prompt encoder's mask resolution, made coarse and noisy as the official
   ``misc.masks_noise``: Gaussian noise on the band where an 8x down/up-sampled copy differs,
-  thresholded at 0.5; given to SAM as logits +/-:data:`MASK_PROMPT_LOGIT`).
+  thresholded at 0.5; given to SAM as logits +/-
+  :data:`~rs_sam.training.mask_prompts.MASK_PROMPT_LOGIT`).
 * Loss: ``bce_weight`` x BCE + ``dice_weight`` x Dice of the HQ token's mask alone
   (``hq="only"``: the official training's ``hq_token_only=True``), its low-resolution logits
   upsampled bilinearly to the chip, on labelled pixels, averaged over objects.
@@ -41,6 +43,10 @@ the HQ parameters and :class:`HeadMetadata` with ``task="hq"`` (``encoder`` the 
 model as an official HQ-SAM state dict (the key set of ``segment_anything_hq``'s
 ``sam_model_registry[...]``), which loads strictly into the official model and into the
 registry's ``sam_hq_*`` encoder (``rs-sam segment --encoder sam_hq_vit_b --checkpoint ... --hq``).
+
+Prompt sampling is :mod:`rs_sam.training.mask_prompts`, the losses and scores
+:mod:`rs_sam.training.mask_losses`, the HQ parameters and base weights
+:mod:`rs_sam.training.hq_weights`; decoding is :class:`~rs_sam.models.decoding.SamDecoder`.
 """
 
 from __future__ import annotations
@@ -48,310 +54,29 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import Tensor, nn
 
-from rs_sam.checkpoints import (
-    file_sha256,
-    identify_checkpoint,
-    load_state_dict,
-    resolve_checkpoint,
-)
+from rs_sam.checkpoints import file_sha256, resolve_checkpoint
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import CheckpointError, ConfigError
+from rs_sam.models.decoding import DEFAULT_HQ_CHUNK, ChipFeatures, SamDecoder
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.encoders.sam import HQ_BACKBONES
 from rs_sam.models.head_file import CHECKPOINT_KEY, HeadMetadata, read_head_checkpoint
-from rs_sam.models.hq_decoder import DEFAULT_HQ_CHUNK, hq_features
 from rs_sam.training.head_task import HeadTask
+from rs_sam.training.hq_weights import is_hq_key, load_base_weights, set_hq_trainable
+from rs_sam.training.mask_losses import hq_mask_loss, object_ious
+from rs_sam.training.mask_prompts import PROMPT_TYPES, ObjectPrompts, sample_prompts
 
 log = logging.getLogger(__name__)
 
-#: Training value of pixels without a label in a binary mask (as :mod:`mask_data`).
-IGNORE = 255
-#: The submodules ``MaskDecoderHQ`` adds to SAM's decoder: what HQ-SAM trains.
-HQ_MODULES = (
-    "hf_token",
-    "hf_mlp",
-    "compress_vit_feat",
-    "embedding_encoder",
-    "embedding_maskfeature",
-)
-#: Prompt kinds a training chip draws from.
-PROMPT_TYPES = ("box", "point", "mask")
-#: Logit given to SAM's prompt encoder inside (+) and outside (-) a mask prompt. SAM takes
-#: its previous low-resolution logits as mask input; the official HQ-SAM training passes
-#: 0/255 masks, far out of that range.
-MASK_PROMPT_LOGIT = 10.0
-#: Boundary IoU's band width, as a fraction of the chip diagonal (the official 0.02).
-BOUNDARY_DILATION = 0.02
-_SMOOTH = 1.0
 _NORMALISATION = "uint8 as is; other types: a 2-98 percentile stretch per band"
-
-
-def is_hq_key(name: str) -> bool:
-    """Whether a state-dict key of an HQ-SAM model (``mask_decoder.hf_token.weight``...),
-    of its decoder (``hf_token.weight``) or of a task (``model.encoder.sam.mask_decoder...``)
-    is one of the HQ-only parameters."""
-    parts = name.split(".")
-    if "mask_decoder" in parts:
-        parts = parts[parts.index("mask_decoder") + 1 :]
-    return bool(parts) and parts[0] in HQ_MODULES
-
-
-def set_hq_trainable(encoder: FrozenEncoder) -> int:
-    """Freeze all of an HQ-SAM encoder but its HQ parameters; return how many those are."""
-    decoder = encoder.hq_decoder
-    if decoder is None:
-        raise ConfigError(f"encoder '{encoder.spec.name}' is not an HQ-SAM encoder")
-    for parameter in encoder.parameters():
-        parameter.requires_grad_(False)
-    count = 0
-    for name, parameter in decoder.named_parameters():
-        if is_hq_key(name):
-            parameter.requires_grad_(True)
-            count += parameter.numel()
-    return count
-
-
-# ----------------------------------------------------------------------------- losses
-
-
-def hq_mask_loss(
-    logits: Tensor,
-    targets: Tensor,
-    *,
-    bce_weight: float = 1.0,
-    dice_weight: float = 1.0,
-    ignore_index: int = IGNORE,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """BCE + Dice of one mask per object, on labelled pixels, averaged over objects.
-
-    Args:
-        logits: ``(N, 1, h, w)`` low-resolution logits; upsampled bilinearly to the targets'
-            size when it differs.
-        targets: ``(N, H, W)`` 0/1 with ``ignore_index`` where unlabelled.
-
-    Returns:
-        ``(loss, bce, dice)``: ``bce`` is the mean over objects of the mean BCE of their
-        labelled pixels, ``dice`` the mean of ``1 - (2|P T| + 1) / (|P| + |T| + 1)`` with
-        ``P = sigmoid(logits)`` (the official ``dice_loss``), ``loss`` their weighted sum.
-    """
-    if logits.ndim != 4 or logits.shape[1] != 1 or targets.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"logits (N, 1, h, w) and targets (N, H, W) do not match: "
-            f"{tuple(logits.shape)} vs {tuple(targets.shape)}"
-        )
-    size = tuple(targets.shape[-2:])
-    if tuple(logits.shape[-2:]) != size:
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    logits = logits[:, 0]
-    valid = (targets != ignore_index).to(logits.dtype)
-    truth = (targets == 1).to(logits.dtype)
-    count = valid.flatten(1).sum(-1).clamp(min=1)
-    bce_map = F.binary_cross_entropy_with_logits(logits, truth, reduction="none")
-    bce = ((bce_map * valid).flatten(1).sum(-1) / count).mean()
-    prob = torch.sigmoid(logits) * valid
-    inter = (prob * truth).flatten(1).sum(-1)
-    total = prob.flatten(1).sum(-1) + (truth * valid).flatten(1).sum(-1)
-    dice = (1 - (2 * inter + _SMOOTH) / (total + _SMOOTH)).mean()
-    return bce_weight * bce + dice_weight * dice, bce, dice
-
-
-def _boundary(mask: Tensor, width: int) -> Tensor:
-    """Pixels of boolean ``(N, H, W)`` masks within ``width`` of their edge (image edge too)."""
-    m = mask.to(torch.float32).unsqueeze(1)
-    padded = F.pad(m, (width, width, width, width), value=0.0)
-    eroded = 1 - F.max_pool2d(1 - padded, kernel_size=2 * width + 1, stride=1)
-    return (m - eroded).squeeze(1) > 0
-
-
-def object_ious(
-    pred: Tensor, targets: Tensor, *, ignore_index: int = IGNORE
-) -> tuple[Tensor, Tensor]:
-    """Mask IoU and boundary IoU of each object on labelled pixels.
-
-    Args:
-        pred: ``(N, H, W)`` boolean predicted masks.
-        targets: ``(N, H, W)`` 0/1 with ``ignore_index`` where unlabelled.
-
-    Returns:
-        ``(iou, boundary_iou)``, each ``(N,)`` float64. The boundary band is
-        ``max(1, round(0.02 * diagonal))`` pixels wide (the official ``boundary_iou``).
-    """
-    valid = targets != ignore_index
-    truth = (targets == 1) & valid
-    pred = pred & valid
-    inter = (pred & truth).flatten(1).sum(-1).double()
-    union = (pred | truth).flatten(1).sum(-1).double()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), 1.0)
-    height, width = targets.shape[-2:]
-    band = max(1, round(BOUNDARY_DILATION * float(np.hypot(height, width))))
-    truth_b = _boundary(truth, band) & valid
-    pred_b = _boundary(pred, band) & valid
-    b_inter = (pred_b & truth_b).flatten(1).sum(-1).double()
-    b_union = (pred_b | truth_b).flatten(1).sum(-1).double()
-    biou = torch.where(b_union > 0, b_inter / b_union.clamp(min=1), 1.0)
-    return iou, biou
-
-
-# ----------------------------------------------------------------------------- prompts
-
-
-@dataclass(frozen=True)
-class ObjectPrompts:
-    """Prompts of ``N`` objects of one chip, all of one kind, in the model input's frame.
-
-    Attributes:
-        kind: ``box``, ``point`` or ``mask``.
-        boxes: ``(N, 4)`` x0, y0, x1, y1 in model-input pixels, shifted by -0.5 as SAM's
-            prompt encoder expects (rs-sam's inference convention), or None.
-        points: ``(N, P, 2)`` x, y foreground points, same frame, or None.
-        masks: ``(N, 1, m, m)`` mask-prompt logits at the prompt encoder's mask size, or None.
-        targets: ``(N, H, W)`` int64 per object: 1 = the object, 0 = other labelled pixels,
-            255 = unlabelled (chip resolution).
-    """
-
-    kind: str
-    boxes: Tensor | None
-    points: Tensor | None
-    masks: Tensor | None
-    targets: Tensor
-
-    @property
-    def count(self) -> int:
-        return int(self.targets.shape[0])
-
-    def to(self, device: torch.device | str) -> ObjectPrompts:
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device)
-
-        return ObjectPrompts(
-            self.kind,
-            move(self.boxes),
-            move(self.points),
-            move(self.masks),
-            self.targets.to(device),
-        )
-
-
-def noisy_mask_prompt(
-    masks: Tensor, size: int, *, rng: np.random.Generator, factor: int = 8
-) -> Tensor:
-    """Coarse, noisy 0/1 masks at ``size`` x ``size`` (the official ``misc.masks_noise``).
-
-    The masks are shrunk to the prompt size (antialiased bilinear), then Gaussian noise
-    (sigma 1) is added where they differ from a ``factor``-times down- and re-upsampled copy
-    (the boundary band), and the result is thresholded at 0.5.
-
-    Args:
-        masks: ``(N, H, W)`` float 0/1.
-        size: Side of the output (the prompt encoder's ``mask_input_size``).
-    """
-    m = masks.to(torch.float32).unsqueeze(1)
-    if tuple(m.shape[-2:]) != (size, size):
-        shrink = m.shape[-1] > size
-        m = F.interpolate(m, size=(size, size), mode="bilinear", antialias=shrink)
-    small = F.interpolate(m, size=(max(1, size // factor),) * 2, mode="bilinear")
-    recovered = F.interpolate(small, size=(size, size), mode="bilinear")
-    band = ((m - recovered).abs() >= 0.01).to(torch.float32)
-    noise = torch.from_numpy(rng.standard_normal(m.shape).astype(np.float32))
-    return ((m + noise * band) > 0.5).to(torch.float32)
-
-
-def find_objects(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, list[int]]:
-    """8-connected regions of ``mask == 1``: the label image and the ids of those of at least
-    ``min_area`` pixels, largest first (ties by id)."""
-    labels, count = ndimage.label(mask == 1, structure=np.ones((3, 3), dtype=bool))
-    if count == 0:
-        return labels, []
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    order = np.argsort(-areas, kind="stable")
-    return labels, [int(i) + 1 for i in order if areas[i] >= min_area]
-
-
-def sample_prompts(
-    mask: Tensor,
-    *,
-    kind: str,
-    input_size: int,
-    mask_size: int,
-    points: int = 10,
-    box_noise: float = 0.0,
-    max_objects: int | None = None,
-    min_area: int = 16,
-    rng: np.random.Generator | None = None,
-) -> ObjectPrompts | None:
-    """Objects of one chip's binary mask and a prompt of ``kind`` for each.
-
-    Args:
-        mask: ``(H, W)`` 0/1/255 (255 = unlabelled); the chip is square.
-        kind: ``box``, ``point`` or ``mask``.
-        input_size: Side of the model input the chip is resized to (prompt coordinates are in
-            its pixels).
-        mask_size: Side of the prompt encoder's mask input (``mask`` prompts).
-        points: Foreground points per object (``point`` prompts), drawn without replacement
-            (with replacement from objects of fewer pixels).
-        box_noise: Box jitter scale (see the module docstring; 0 = exact boxes).
-        max_objects: At most this many objects (random ones with ``rng``, else the largest).
-        min_area: Objects of fewer pixels are left out.
-        rng: Random generator (training). None: deterministic (validation); points and mask
-            noise then come from a fixed seed and boxes are exact.
-
-    Returns:
-        The prompts, or None when the chip has no object.
-    """
-    if kind not in PROMPT_TYPES:
-        raise ValueError(f"prompt kind {kind!r} is not one of {', '.join(PROMPT_TYPES)}")
-    array = mask.detach().cpu().numpy()
-    labels, ids = find_objects(array, min_area)
-    if not ids:
-        return None
-    fixed = rng is None
-    rng = np.random.default_rng(0) if rng is None else rng
-    if max_objects is not None and len(ids) > max_objects:
-        if fixed:
-            ids = ids[:max_objects]
-        else:
-            ids = [ids[i] for i in sorted(rng.choice(len(ids), size=max_objects, replace=False))]
-    side = array.shape[-1]
-    scale = input_size / side
-    slices = ndimage.find_objects(labels)
-    ignored = torch.from_numpy(array == IGNORE)
-    label_t = torch.from_numpy(labels)
-    targets = torch.stack([(label_t == i).to(torch.int64) for i in ids])
-    targets[:, ignored] = IGNORE
-    boxes = coords = prompt_masks = None
-    if kind == "box":
-        rows = []
-        for i in ids:
-            r, c = slices[i - 1]
-            x0, y0, x1, y1 = float(c.start), float(r.start), float(c.stop), float(r.stop)
-            if box_noise > 0 and not fixed:
-                cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
-                jitter = rng.uniform(-1.0, 1.0, size=4) * box_noise
-                cx, cy = cx + jitter[0] * w / 2, cy + jitter[1] * h / 2
-                w, h = max(1.0, w + jitter[2] * w), max(1.0, h + jitter[3] * h)
-                x0, y0, x1, y1 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-            rows.append(np.clip([x0, y0, x1, y1], 0.0, side))
-        boxes = torch.tensor(np.asarray(rows) * scale - 0.5, dtype=torch.float32)
-    elif kind == "point":
-        picks = []
-        for i in ids:
-            ys, xs = np.nonzero(labels == i)
-            chosen = rng.choice(len(ys), size=points, replace=len(ys) < points)
-            picks.append(np.stack([xs[chosen], ys[chosen]], axis=-1))
-        coords = torch.tensor((np.asarray(picks) + 0.5) * scale - 0.5, dtype=torch.float32)
-    else:
-        noisy = noisy_mask_prompt((targets == 1).to(torch.float32), mask_size, rng=rng)
-        prompt_masks = (noisy * 2 - 1) * MASK_PROMPT_LOGIT
-    return ObjectPrompts(kind, boxes, coords, prompt_masks, targets)
 
 
 # ----------------------------------------------------------------------------- model
@@ -367,10 +92,8 @@ class HqSam(nn.Module):
     def __init__(self, encoder: FrozenEncoder) -> None:
         super().__init__()
         self.encoder = encoder
-
-    @property
-    def hq_decoder(self) -> Any:
-        return self.encoder.hq_decoder  # segment_anything_hq's MaskDecoderHQ (untyped)
+        # the HQ token alone, as the official training's hq_token_only=True
+        self.decoder = SamDecoder.for_encoder(encoder, hq="only")
 
     def decode(
         self, embedding: Tensor, interm: Tensor, prompts: ObjectPrompts, *, chunk: int | None = None
@@ -383,36 +106,21 @@ class HqSam(nn.Module):
             prompts: The chip's prompts (on the embedding's device).
             chunk: Objects decoded together (None: all at once).
         """
-        prompt_encoder: Any = self.encoder.prompt_encoder
-        decoder = self.hq_decoder
-        fused = hq_features(decoder, embedding, interm)  # trains: outside no_grad
-        image_pe = prompt_encoder.get_dense_pe()
-        n = prompts.count
-        step = n if chunk is None else chunk
-        hq_out, sam_out = [], []
-        for start in range(0, n, step):
-            part = slice(start, start + step)
-            with torch.no_grad():  # the prompt encoder is frozen
-                points = None
-                if prompts.points is not None:
-                    coords = prompts.points[part]
-                    labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=coords.device)
-                    points = (coords, labels)
-                sparse, dense = prompt_encoder(
-                    points=points,
-                    boxes=None if prompts.boxes is None else prompts.boxes[part],
-                    masks=None if prompts.masks is None else prompts.masks[part],
-                )
-            masks, _ = decoder.predict_masks(
-                image_embeddings=embedding,
-                image_pe=image_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                hq_features=fused,
-            )  # (b, 5, 4E, 4E): SAM's single mask, its 3 ambiguity masks, the HQ mask
-            hq_out.append(masks[:, -1:])
-            sam_out.append(masks[:, :1])
-        return torch.cat(hq_out), torch.cat(sam_out)
+        points = labels = None
+        if prompts.points is not None:
+            points = prompts.points
+            labels = torch.ones(points.shape[:2], dtype=torch.int64, device=points.device)
+        decoded = self.decoder.decode_train(
+            ChipFeatures(embedding, interm),
+            points=points,
+            labels=labels,
+            boxes=prompts.boxes,
+            masks=prompts.masks,
+            multimask=False,
+            chunk=chunk,
+        )
+        assert decoded.sam_logits is not None  # HQ decoding gives SAM's own logits too
+        return decoded.logits, decoded.sam_logits
 
 
 # ----------------------------------------------------------------------------- task
@@ -678,71 +386,6 @@ class HqTask(HeadTask):
         self._scores = {}
 
 
-# ----------------------------------------------------------------------------- weights
-
-
-def load_base_weights(encoder: FrozenEncoder, path: str | Path) -> list[str]:
-    """Fill an HQ-SAM encoder from a plain SAM checkpoint of its backbone (or an HQ one).
-
-    Every key of the file must be a key of the HQ model with the same shape, and the keys it
-    lacks must be exactly the HQ-only ones (a plain file) or none (an HQ-SAM file).
-
-    Returns:
-        The HQ keys the file did not hold (left at their initialisation); empty for an
-        HQ-SAM file.
-
-    Raises:
-        CheckpointError: One line: the file is of another model or backbone (the message
-            names what it looks like and the encoder to use).
-    """
-    name = encoder.spec.name
-    plain = HQ_BACKBONES[name]
-    sam: nn.Module = encoder.sam  # type: ignore[assignment]
-    state = load_state_dict(path)
-    expected = sam.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        k for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    hq_keys = [k for k in expected if is_hq_key(k)]
-    partial = bool(missing) and sorted(missing) != sorted(hq_keys)
-    if unexpected or mismatched or partial:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing keys")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys")
-        if mismatched:
-            problems.append(f"{len(mismatched)} shape mismatches (e.g. {mismatched[0]})")
-        raise CheckpointError(
-            f"model.base_checkpoint {path} does not fit '{name}', which starts from a plain "
-            f"'{plain}' checkpoint ({', '.join(problems)}); {_hint(identify_checkpoint(state))}"
-        )
-    result = sam.load_state_dict(state, strict=False)
-    if sorted(result.missing_keys) != sorted(missing) or result.unexpected_keys:
-        raise CheckpointError(  # pragma: no cover - guarded by the checks above
-            f"model.base_checkpoint {path} did not load into '{name}' as expected"
-        )
-    encoder.random_weights = False
-    encoder.train(False)
-    return missing
-
-
-def _hint(identified: str | None) -> str:
-    if identified is None:
-        return "it matches no known SAM checkpoint: check the file"
-    plain_to_hq = {v: k for k, v in HQ_BACKBONES.items()}
-    if identified in plain_to_hq:
-        return (
-            f"it looks like a '{identified}' checkpoint: use model.encoder "
-            f"'{plain_to_hq[identified]}'"
-        )
-    if identified in HQ_BACKBONES:
-        return f"it looks like a '{identified}' checkpoint: use model.encoder '{identified}'"
-    return f"it looks like a '{identified}' checkpoint, which is not a SAM model"
-
-
 # ----------------------------------------------------------------------------- export
 
 
@@ -798,20 +441,8 @@ def export_hq_checkpoint(source: HqTask | str | Path, path: str | Path) -> Path:
 
 
 __all__ = [
-    "HQ_MODULES",
-    "MASK_PROMPT_LOGIT",
-    "PROMPT_TYPES",
     "HqSam",
     "HqTask",
-    "ObjectPrompts",
     "export_hq_checkpoint",
-    "find_objects",
-    "hq_mask_loss",
-    "is_hq_key",
-    "load_base_weights",
     "load_hq_task",
-    "noisy_mask_prompt",
-    "object_ious",
-    "sample_prompts",
-    "set_hq_trainable",
 ]

@@ -5,7 +5,7 @@ SamLP (Ding et al. 2024) adapts SAM to one kind of object in two stages:
 * **Stage 1**: LoRA (rank 2) on the q/v projections of the image encoder's attention (with
   ``decoder: true`` also on the mask decoder's attention), trained with the Dice loss averaged
   over the decoder's THREE multimask outputs, with no prompt at all: the prompt encoder's
-  "no prompt" embedding (``prompt_encoder(points=None, boxes=None, masks=None)``).
+  "no prompt" embedding (no points, boxes or masks).
   ``decoder_parts`` (e.g. ``[output_upscaling, output_hypernetworks_mlps]``) also trains those
   parts of the mask decoder in full, as SAMed fine-tunes its decoder; they are saved in the
   adapter. With random base weights this is what lets the tiny demo learn at all: the frozen
@@ -36,24 +36,27 @@ of a run.
 Random base weights (tests, demos) cannot be rebuilt from a name: the adapter's metadata then
 records ``base_digest`` (sha256 of the base weights), and stage 2 refuses a stage-1 adapter
 whose digest differs (same encoder and same ``seed`` give the same weights).
+
+Prompts come from :mod:`rs_sam.training.mask_prompts`, the loss and scores from
+:mod:`rs_sam.training.mask_losses`, stage handling from :mod:`rs_sam.training.lora_stages`;
+decoding is :class:`~rs_sam.models.decoding.SamDecoder`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import Tensor, nn
 
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
+from rs_sam.models.decoding import ChipFeatures, SamDecoder
 from rs_sam.models.encoders import FrozenEncoder, load_encoder
 from rs_sam.models.head_file import (
     CHECKPOINT_KEY,
@@ -65,178 +68,27 @@ from rs_sam.models.lora import (
     LoraSettings,
     apply_lora,
     count_lora_parameters,
-    decoder_part_prefixes,
     embed_trainable,
-    load_adapter,
-    read_adapter_metadata,
     save_adapter,
     set_lora_train_mode,
     set_trainable,
 )
 from rs_sam.training.head_task import HeadTask
+from rs_sam.training.lora_stages import (
+    DECODER_PREFIX,
+    STAGE2_PREFIXES,
+    base_digest,
+    check_stage_arguments,
+    is_lora_name,
+    load_stage1,
+    part_prefixes,
+)
+from rs_sam.training.mask_losses import best_of, confusion_counts, multimask_dice_loss
+from rs_sam.training.mask_prompts import Prompts, prompts_from_masks
 
 log = logging.getLogger(__name__)
 
-IGNORE = 255
-STAGE2_PREFIXES = ("prompt_encoder.",)
-_DECODER = "mask_decoder."
 _LORA_DEFAULTS = LoraSettings()  # SamLP: rank 2, q and v, no dropout, image encoder only
-_SMOOTH = 1.0
-
-
-# ----------------------------------------------------------------------------- loss
-
-
-def multimask_dice_loss(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    reduction: Literal["batch", "chip"] = "batch",
-    ignore_index: int = IGNORE,
-    smooth: float = _SMOOTH,
-) -> Tensor:
-    """SamLP's loss: the soft Dice loss of each multimask output, averaged over the outputs.
-
-    Args:
-        logits: ``(B, K, H, W)`` mask logits (K = 3 multimask outputs).
-        target: ``(B, H, W)`` 0/1 with ``ignore_index`` where unlabelled.
-        reduction: ``batch``: one Dice per output over all chips of the batch (the default: in
-            remote sensing many chips hold no target, and a chip-wise Dice gives those no
-            useful gradient, so it drifts towards predicting the target everywhere);
-            ``chip``: one Dice per chip and output, averaged (images that all hold the
-            target, as SamLP's licence plates).
-        smooth: Added to numerator and denominator (no target and no foreground: loss 0).
-
-    Returns:
-        Scalar: the mean over the K outputs (and chips) of
-        ``1 - (2|P T| + s) / (|P| + |T| + s)``, ``P = sigmoid(logits)`` on labelled pixels.
-    """
-    if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
-        raise ValueError(
-            f"logits (B, K, H, W) and target (B, H, W) do not match: {tuple(logits.shape)} vs "
-            f"{tuple(target.shape)}"
-        )
-    if reduction not in ("batch", "chip"):
-        raise ConfigError(f"Dice reduction {reduction!r} must be 'batch' or 'chip'")
-    valid = (target != ignore_index).unsqueeze(1).to(logits.dtype)
-    truth = (target == 1).unsqueeze(1).to(logits.dtype) * valid
-    prob = torch.sigmoid(logits) * valid
-    dims = (0, 2, 3) if reduction == "batch" else (2, 3)
-    inter = (prob * truth).sum(dims)
-    total = prob.sum(dims) + truth.sum(dims)
-    dice = (2 * inter + smooth) / (total + smooth)
-    return (1 - dice).mean()
-
-
-# ----------------------------------------------------------------------------- prompts
-
-
-@dataclass(frozen=True)
-class Prompts:
-    """SAM prompts of one chip, in the model input's pixel frame.
-
-    Attributes:
-        boxes: ``(N, 4)`` XYXY boxes, or None.
-        points: ``(N, P, 2)`` XY foreground points, or None.
-    """
-
-    boxes: Tensor | None
-    points: Tensor | None
-
-    @property
-    def count(self) -> int:
-        source = self.boxes if self.boxes is not None else self.points
-        return 0 if source is None else int(source.shape[0])
-
-
-def prompts_from_masks(
-    logits: Tensor,
-    *,
-    input_size: int,
-    mode: Literal["regions", "mask"] = "regions",
-    box: bool = True,
-    points: int = 1,
-    max_prompts: int = 16,
-    min_area: int = 2,
-    rng: np.random.Generator | None = None,
-) -> list[Prompts | None]:
-    """Box and point prompts from predicted low-resolution masks (stage 2).
-
-    Args:
-        logits: ``(B, h, w)`` mask logits in the decoder's low-resolution frame (a square
-            ``h = w`` covering the model input).
-        input_size: Side of the model input (prompt coordinates are in its pixels).
-        mode: ``regions``: a prompt per 8-connected region of ``logits > 0`` (the largest
-            ``max_prompts``, regions under ``min_area`` pixels dropped); ``mask``: one prompt
-            for all of it.
-        box: Give each prompt the box around its pixels.
-        points: Foreground points per prompt, drawn inside its pixels. Without ``rng``
-            (validation) the first is the region's most interior pixel and the rest are drawn
-            with a fixed seed, so prompts are deterministic.
-        rng: Random generator for the points (training).
-
-    Returns:
-        One :class:`Prompts` per chip, None where the mask is empty (decode without prompts).
-    """
-    if not box and points < 1:
-        raise ConfigError("stage-2 prompts need a box or at least one point; set box or points")
-    fixed = rng is None
-    rng = np.random.default_rng(0) if rng is None else rng
-    array = (logits.detach() > 0).cpu().numpy()
-    size = array.shape[-1]
-    scale = input_size / size
-    structure = np.ones((3, 3), dtype=bool)
-    out: list[Prompts | None] = []
-    for mask in array:
-        if mode == "regions":
-            labels, count = ndimage.label(mask, structure=structure)
-        else:
-            labels, count = mask.astype(np.int32), int(mask.any())
-        if count == 0:
-            out.append(None)
-            continue
-        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        order = [i + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area]
-        order = order[:max_prompts]
-        if not order:
-            out.append(None)
-            continue
-        slices = ndimage.find_objects(labels)
-        distance = ndimage.distance_transform_edt(mask) if fixed and points > 0 else None
-        boxes, coords = [], []
-        for region in order:
-            rows, cols = slices[region - 1]
-            if box:
-                boxes.append(
-                    [
-                        cols.start * scale,
-                        rows.start * scale,
-                        cols.stop * scale - 1,
-                        rows.stop * scale - 1,
-                    ]
-                )
-            if points > 0:
-                ys, xs = np.nonzero(labels[rows, cols] == region)
-                picks = list(rng.integers(0, len(ys), size=points))
-                if distance is not None:
-                    inside = distance[rows, cols][ys, xs]
-                    picks[0] = int(np.argmax(inside))
-                coords.append(
-                    [
-                        [
-                            (xs[i] + cols.start + 0.5) * scale - 0.5,
-                            (ys[i] + rows.start + 0.5) * scale - 0.5,
-                        ]
-                        for i in picks
-                    ]
-                )
-        out.append(
-            Prompts(
-                boxes=torch.tensor(boxes, dtype=torch.float32) if box else None,
-                points=torch.tensor(coords, dtype=torch.float32) if points > 0 else None,
-            )
-        )
-    return out
 
 
 # ----------------------------------------------------------------------------- model
@@ -252,6 +104,7 @@ class LoraSam(nn.Module):
     def __init__(self, encoder: FrozenEncoder) -> None:
         super().__init__()
         self.encoder = encoder
+        self.decoder = SamDecoder.for_encoder(encoder)  # not a module: holds the encoder's
 
     def embed(self, images: Tensor, *, trainable: bool) -> Tensor:
         """The image embedding, with autograd through the image encoder's LoRA or without."""
@@ -265,31 +118,20 @@ class LoraSam(nn.Module):
         A chip without prompts uses the no-prompt embedding; a chip with ``N`` prompts gets
         the maximum of their ``N`` masks (their union at threshold 0).
         """
-        prompt_encoder: Any = self.encoder.prompt_encoder  # segment_anything's, untyped
-        decoder: Any = self.encoder.mask_decoder
-        assert prompt_encoder is not None and decoder is not None
-        image_pe = prompt_encoder.get_dense_pe()
         device = embedding.device
         outputs = []
         for index in range(embedding.shape[0]):
             prompt = None if prompts is None else prompts[index]
-            if prompt is None or prompt.count == 0:
-                sparse, dense = prompt_encoder(points=None, boxes=None, masks=None)
-            else:
-                point_input = None
-                if prompt.points is not None:
-                    coords = prompt.points.to(device)
-                    labels = torch.ones(coords.shape[:2], dtype=torch.int64, device=device)
-                    point_input = (coords, labels)
+            points = boxes = None
+            if prompt is not None and prompt.count > 0:
+                points = None if prompt.points is None else prompt.points.to(device)
                 boxes = None if prompt.boxes is None else prompt.boxes.to(device)
-                sparse, dense = prompt_encoder(points=point_input, boxes=boxes, masks=None)
-            masks, _ = decoder(
-                image_embeddings=embedding[index : index + 1],
-                image_pe=image_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=True,
-            )
+            masks = self.decoder.decode_train(
+                ChipFeatures(embedding[index : index + 1]),
+                points=points,
+                boxes=boxes,
+                multimask=True,
+            ).logits
             outputs.append(masks.amax(0, keepdim=True))
         return torch.cat(outputs)
 
@@ -363,36 +205,7 @@ class LoraTask(HeadTask):
 
     # ------------------------------------------------------------------ construction
     def _check_arguments(self) -> None:
-        hp = self.hparams
-        if hp.stage not in (1, 2) or isinstance(hp.stage, bool):
-            raise ConfigError(f"model.stage={hp.stage!r} must be 1 or 2")
-        if hp.stage == 1:
-            for key in ("stage1_adapter", "iterations"):
-                if hp[key] is not None:
-                    raise ConfigError(
-                        f"model.{key} is for stage 2; remove it or set model.stage: 2"
-                    )
-        else:
-            if not hp.stage1_adapter:
-                raise ConfigError(
-                    "model.stage 2 needs model.stage1_adapter: the adapter.pt of a stage-1 run "
-                    "(trained with decoder: true)"
-                )
-            iterations = 1 if hp.iterations is None else hp.iterations
-            if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-                raise ConfigError(f"model.iterations={hp.iterations!r} must be an integer >= 1")
-        if hp.prompt not in ("regions", "mask"):
-            raise ConfigError(f"model.prompt={hp.prompt!r} must be 'regions' or 'mask'")
-        for key, low in (("points", 0), ("max_prompts", 1)):
-            value = hp[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"model.{key}={value!r} must be an integer >= {low}")
-        if not hp.box and hp.points < 1:
-            raise ConfigError("model.box is false and model.points is 0: stage 2 needs a prompt")
-        if hp.dice not in ("batch", "chip"):
-            raise ConfigError(f"model.dice={hp.dice!r} must be 'batch' or 'chip'")
-        if hp.output_mask not in (0, 1, 2) or isinstance(hp.output_mask, bool):
-            raise ConfigError(f"model.output_mask={hp.output_mask!r} must be 0, 1 or 2")
+        check_stage_arguments(self.hparams)
 
     def _settings(self) -> dict[str, Any]:
         hp = self.hparams
@@ -425,72 +238,19 @@ class LoraTask(HeadTask):
         self.stage1_record: dict[str, Any] | None = None
         if hp.stage == 1:
             settings = LoraSettings(**{**_LORA_DEFAULTS.to_dict(), **given})
-            parts = _part_prefixes(encoder, hp.decoder_parts)
+            parts = part_prefixes(encoder, hp.decoder_parts)
             apply_lora(encoder, settings)
             self.extra_prefixes: tuple[str, ...] = parts
             set_trainable(encoder, extra_prefixes=parts)
         else:
-            settings, parts = self._load_stage1(encoder, given)
+            settings, parts, self.stage1_record = load_stage1(hp, encoder, given, self.base_digest)
             self.extra_prefixes = (*STAGE2_PREFIXES, *parts)
             set_trainable(
                 encoder, image_encoder=False, mask_decoder=True, extra_prefixes=self.extra_prefixes
             )
-        self.decoder_parts = tuple(p[len(_DECODER) : -1] for p in parts)
+        self.decoder_parts = tuple(p[len(DECODER_PREFIX) : -1] for p in parts)
         self.lora = settings
         self.model = LoraSam(encoder)
-
-    def _load_stage1(
-        self, encoder: FrozenEncoder, given: dict[str, Any]
-    ) -> tuple[LoraSettings, tuple[str, ...]]:
-        """Load the stage-1 adapter: its LoRA settings and the decoder parts it trained."""
-        hp = self.hparams
-        path = Path(hp.stage1_adapter)
-        record = read_adapter_metadata(path)
-        metadata = record.get("metadata") or {}
-        prefixes = [p for p in record.get("extra_prefixes") or [] if isinstance(p, str)]
-        stage = metadata.get("stage")
-        if stage is None:  # not written by LoraTask: a prompt encoder means stage 2
-            stage = 2 if any(p.startswith(STAGE2_PREFIXES) for p in prefixes) else 1
-        if stage != 1:
-            raise ConfigError(
-                f"{path.name} is a stage-{stage} adapter; pass the adapter.pt of a stage-1 run"
-            )
-        parts = tuple(p for p in prefixes if p.startswith(_DECODER))
-        asked = hp.decoder_parts
-        if asked is not None and set(_part_prefixes(encoder, asked)) != set(parts):
-            raise ConfigError(
-                f"stage 2 takes its decoder parts from {path.name} "
-                f"({[p[len(_DECODER) : -1] for p in parts]}); the config sets "
-                f"decoder_parts={list(hp.decoder_parts)!r}: remove it"
-            )
-        settings = load_adapter(path, encoder, base_checkpoint=hp.checkpoint)
-        recorded = metadata.get("base_digest")
-        if self.base_digest is not None and recorded is not None and recorded != self.base_digest:
-            raise ConfigError(
-                f"{path.name} was trained on other random '{hp.encoder}' weights than these "
-                "(base digests differ); use the stage-1 config's seed and encoder settings"
-            )
-        if metadata.get("target") not in (None, hp.target):
-            raise ConfigError(
-                f"{path.name} was trained to segment {metadata['target']!r}, not "
-                f"{hp.target!r}; use the stage-1 data.target"
-            )
-        differ = {k: v for k, v in given.items() if getattr(settings, k) != v}
-        if differ:
-            shown = ", ".join(
-                f"{k}={v!r} (adapter: {getattr(settings, k)!r})" for k, v in differ.items()
-            )
-            raise ConfigError(
-                f"stage 2 takes its LoRA settings from {path.name}; the config sets {shown}: "
-                "remove them"
-            )
-        if not settings.decoder:
-            raise ConfigError(
-                f"{path.name} has no mask-decoder LoRA, which stage 2 trains; train stage 1 "
-                "with model.decoder: true"
-            )
-        self.stage1_record = record
-        return settings, parts
 
     # ------------------------------------------------------------------ description
     @property
@@ -604,7 +364,7 @@ class LoraTask(HeadTask):
                 k: v
                 for k, v in checkpoint["state_dict"].items()
                 if not k.startswith("model.encoder.")
-                or _is_lora_name(k)
+                or is_lora_name(k)
                 or (extra and k.startswith(extra))
             }
         checkpoint[CHECKPOINT_KEY] = self.metadata().to_dict()
@@ -664,7 +424,7 @@ class LoraTask(HeadTask):
         final = upsampled[-1]
         k = self.hparams.output_mask
         self._count("", final[:, k] > 0, mask)
-        self._count("_best3", _best_of(final > 0, mask), mask)
+        self._count("_best3", best_of(final > 0, mask), mask)
         if len(upsampled) > 1:
             self._count("_unprompted", upsampled[0][:, k] > 0, mask)
 
@@ -692,64 +452,4 @@ class LoraTask(HeadTask):
             set_lora_train_mode(self.encoder, True)
 
 
-# ----------------------------------------------------------------------------- helpers
-
-
-def confusion_counts(pred: Tensor, mask: Tensor, ignore_index: int = IGNORE) -> Tensor:
-    """``[TP, FP, FN]`` (float64) of boolean ``pred`` against 0/1 ``mask`` on labelled pixels."""
-    valid = mask != ignore_index
-    truth = (mask == 1) & valid
-    pred = pred & valid
-    return torch.stack(
-        [(pred & truth).sum(), (pred & ~truth & valid).sum(), (~pred & truth).sum()]
-    ).to(torch.float64)
-
-
-def _best_of(preds: Tensor, mask: Tensor) -> Tensor:
-    """Per chip, the one of the ``(B, K, H, W)`` boolean masks with the highest Dice."""
-    valid = (mask != IGNORE).unsqueeze(1)
-    truth = (mask == 1).unsqueeze(1) & valid
-    pred = preds & valid
-    tp = (pred & truth).flatten(2).sum(-1).double()
-    wrong = (pred ^ truth).flatten(2).sum(-1).double()
-    dice = torch.where(2 * tp + wrong > 0, 2 * tp / (2 * tp + wrong).clamp(min=1), 1.0)
-    best = dice.argmax(1)
-    return preds[torch.arange(preds.shape[0]), best]
-
-
-def _part_prefixes(encoder: FrozenEncoder, parts: Any) -> tuple[str, ...]:
-    """``model.decoder_parts`` as ``extra_prefixes`` (None: none), with one-line errors."""
-    if parts is None:
-        return ()
-    try:
-        return decoder_part_prefixes(encoder, parts)
-    except ConfigError as err:
-        raise ConfigError(f"model.decoder_parts: {err}") from err
-
-
-def _is_lora_name(name: str) -> bool:
-    return any(part.startswith("lora_") for part in name.split("."))
-
-
-def base_digest(encoder: FrozenEncoder) -> str:
-    """sha256 of the base SAM weights (no LoRA), to recognise random weights again."""
-    digest = hashlib.sha256()
-    sam: nn.Module = encoder.sam  # type: ignore[assignment]
-    for name, tensor in sorted(sam.state_dict().items()):
-        if _is_lora_name(name):
-            continue
-        name = name.replace(".base_layer.", ".")  # peft's wrapped Linear, same weights
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-__all__ = [
-    "LoraSam",
-    "LoraTask",
-    "Prompts",
-    "base_digest",
-    "confusion_counts",
-    "multimask_dice_loss",
-    "prompts_from_masks",
-]
+__all__ = ["LoraSam", "LoraTask"]

@@ -36,6 +36,7 @@ from torch.utils.data import Dataset
 from rs_sam.data.bands import select_bands
 from rs_sam.data.class_table import ClassTable
 from rs_sam.data.grid import RasterGrid, chip_windows
+from rs_sam.data.labels import IGNORE
 from rs_sam.data.rasters import DateInput, is_integer_8bit, open_date
 from rs_sam.data.segment_augment import SegmentAugment
 from rs_sam.data.segment_datasets import (
@@ -51,8 +52,6 @@ from rs_sam.training.config import check_arguments
 from rs_sam.training.data_module import SourcesDataModule
 from rs_sam.training.segment_data import SegmentDataModule
 
-#: Training value of pixels without a label in a binary mask.
-IGNORE = 255
 #: Source layouts that need a class table (label files of ids or colours).
 LABEL_LAYOUTS = ("folders", "tree", "raster")
 #: Source arguments of the segmentation layouts that LoRA training does not use.
@@ -355,7 +354,6 @@ def foreground_fraction(dataset: Dataset[SegmentSample], limit: int = 64) -> flo
 
 
 __all__ = [
-    "IGNORE",
     "BinaryMaskDataset",
     "MaskDataModule",
     "PolygonMaskDataset",

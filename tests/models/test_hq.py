@@ -15,9 +15,9 @@ from shapely.geometry import Point, box
 
 from rs_sam.checkpoints import load_into_model
 from rs_sam.errors import CheckpointError, ConfigError
+from rs_sam.models.decoding import ChipFeatures, SamDecoder, decode_hq
 from rs_sam.models.encoders import FrozenEncoder, HqEmbedding, get_encoder, load_encoder
 from rs_sam.models.fast_decoder import decode_hq_tokens, is_hq_supported, is_supported
-from rs_sam.models.hq_decoder import decode_hq
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
 from rs_sam.segment.objects import SamMaskGenerator
 from rs_sam.segment.prompted import decode_logits, decode_prompts
@@ -451,22 +451,25 @@ def test_automatic_masks_with_hq(hq_tinyvit) -> None:
     settings = ProposalSettings(points_per_side=3, pred_iou_thresh=0, stability_thresh=0,
                                 box_nms_thresh=1.0, min_mask_pixels=0)  # fmt: skip
     pe = hq_tinyvit.prompt_encoder
-    kw = dict(input_size=256, settings=settings, keep_logits=True)
-    plain = propose_masks(embedding, pe, hq_tinyvit.mask_decoder, **kw)
-    add = propose_masks(embedding, pe, hq_tinyvit.hq_decoder, hq="add", interm=interm, **kw)
-    only = propose_masks(embedding, pe, hq_tinyvit.hq_decoder, hq="only", interm=interm, **kw)
+    kw = dict(settings=settings, keep_logits=True)
+    features = ChipFeatures(embedding, interm)
+    plain = propose_masks(SamDecoder(pe, hq_tinyvit.mask_decoder), ChipFeatures(embedding), **kw)
+    add = propose_masks(SamDecoder(pe, hq_tinyvit.hq_decoder, hq="add"), features, **kw)
+    only = propose_masks(SamDecoder(pe, hq_tinyvit.hq_decoder, hq="only"), features, **kw)
     assert len(add) <= 9 and len(only) <= 9 and len(plain) <= 27  # one mask per point with HQ
     assert add.logits is not None and plain.logits is not None
     assert not torch.equal(add.logits[:1], only.logits[:1])  # type: ignore[index]
     with pytest.raises(ValueError, match="MaskDecoderHQ"):
-        propose_masks(embedding, pe, hq_tinyvit.mask_decoder, hq="add", interm=interm, **kw)
+        SamDecoder(pe, hq_tinyvit.mask_decoder, hq="add")
+    with pytest.raises(ValueError, match="early-layer features"):
+        propose_masks(SamDecoder(pe, hq_tinyvit.hq_decoder, hq="add"), ChipFeatures(embedding))
     # the fused HQ features are computed once per image, not per batch of points
     calls = []
     decoder = hq_tinyvit.hq_decoder
     hooks = [module.register_forward_hook(lambda m, i, o: calls.append(m))
              for module in (decoder.embedding_encoder, decoder.compress_vit_feat)]  # fmt: skip
     try:
-        batched = propose_masks(embedding, pe, decoder, hq="add", interm=interm, **(
+        batched = propose_masks(SamDecoder(pe, decoder, hq="add"), features, **(
             kw | dict(settings=replace(settings, points_per_batch=2))))  # fmt: skip
     finally:
         for hook in hooks:

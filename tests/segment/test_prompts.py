@@ -295,13 +295,13 @@ def test_coordinates_scale_to_the_model_input(
 ) -> None:
     encoder, embedding = encoder_and_embedding
     seen = []
-    real = prompted.decode_points
+    real = prompted.SamDecoder.decode
 
-    def spy(prompt_encoder, mask_decoder, emb, points, labels, **kwargs):
-        seen.append(points.clone())
-        return real(prompt_encoder, mask_decoder, emb, points, labels, **kwargs)
+    def spy(self, features, **kwargs):
+        seen.append(kwargs["points"].clone())
+        return real(self, features, **kwargs)
 
-    monkeypatch.setattr(prompted, "decode_points", spy)
+    monkeypatch.setattr(prompted.SamDecoder, "decode", spy)
     decode_prompt(encoder, embedding, Prompt(1, [[48.0, 24.0]], [1]), CHIP)
     scale = encoder.input_size / CHIP  # the prompt encoder adds the 0.5 back
     torch.testing.assert_close(seen[0], torch.tensor([[[48 * scale - 0.5, 24 * scale - 0.5]]]))

@@ -16,25 +16,22 @@ import torch
 import yaml
 from PIL import Image
 
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import CheckpointError, ConfigError
 from rs_sam.models.encoders import get_encoder
 from rs_sam.models.head_file import CHECKPOINT_KEY, read_head_checkpoint
 from rs_sam.training import run
 from rs_sam.training.config import check_arguments, load_config, trainer_arguments
-from rs_sam.training.hq_task import (
+from rs_sam.training.hq_task import HqTask, export_hq_checkpoint, load_hq_task
+from rs_sam.training.hq_weights import (
     HQ_MODULES,
-    IGNORE,
-    HqTask,
-    export_hq_checkpoint,
-    hq_mask_loss,
     is_hq_key,
     load_base_weights,
-    load_hq_task,
-    object_ious,
-    sample_prompts,
     set_hq_trainable,
 )
 from rs_sam.training.mask_data import MaskDataModule
+from rs_sam.training.mask_losses import hq_mask_loss, object_ious
+from rs_sam.training.mask_prompts import sample_prompts
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning"),

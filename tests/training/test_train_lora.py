@@ -21,24 +21,21 @@ from PIL import Image
 from shapely.geometry import box
 
 from rs_sam.cli.main import cli
+from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders import load_encoder
 from rs_sam.models.head_file import read_head_checkpoint
 from rs_sam.models.lora import load_adapter, read_adapter_metadata
 from rs_sam.training.config import check_arguments, load_config, trainer_arguments
-from rs_sam.training.lora_task import (
-    LoraTask,
-    base_digest,
-    confusion_counts,
-    multimask_dice_loss,
-    prompts_from_masks,
-)
+from rs_sam.training.lora_stages import base_digest
+from rs_sam.training.lora_task import LoraTask
 from rs_sam.training.mask_data import (
-    IGNORE,
     MaskDataModule,
     PolygonMaskDataset,
     foreground_fraction,
 )
+from rs_sam.training.mask_losses import confusion_counts, multimask_dice_loss
+from rs_sam.training.mask_prompts import prompts_from_masks
 from tests.helpers.synthetic import ORIGIN, texture, write_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning")
