@@ -86,9 +86,9 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     from rs_sam.models.encoders.base import FrozenEncoder
-    from rs_sam.segment.anything import segment_anything
-    from rs_sam.segment.semantic import segment_semantic
-    from rs_sam.segment.settings import SegmentSettings
+    from rs_sam.segmentation.anything import segment_anything
+    from rs_sam.segmentation.semantic import segment_semantic
+    from rs_sam.segmentation.settings import SegmentSettings
 
     torch.set_num_threads(args.threads)
     encoder_s = 0.0

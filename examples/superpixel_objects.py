@@ -21,7 +21,7 @@ import rasterio
 
 from rs_sam.data.image_files import read_image
 from rs_sam.data.segment_datasets import find_pairs
-from rs_sam.segment.sam_objects import boundaries
+from rs_sam.segmentation.sam_objects import boundaries
 
 
 def main() -> int:

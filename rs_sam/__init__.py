@@ -2,9 +2,9 @@
 
 The public API is :mod:`rs_sam.api`: ``detect_change`` (change between a raster pair, to
 vectors), ``segment`` (objects or classes of a raster, to vectors) and ``sam_objects``
-(SAM object maps for SSRS), with their settings; and the encoder registry in
-:mod:`rs_sam.models.encoders`. ``rs_sam.detect_change`` and ``rs_sam.sam_objects`` are the
-API's; ``rs_sam.segment`` is the segmentation package, so use ``rs_sam.api.segment``.
+(SAM object maps for SSRS), with their settings, re-exported here as ``rs_sam.detect_change``,
+``rs_sam.segment`` and ``rs_sam.sam_objects`` (the pipelines live in :mod:`rs_sam.change` and
+:mod:`rs_sam.segmentation`); and the encoder registry in :mod:`rs_sam.models.encoders`.
 Heavy modules are imported on first use, so ``import rs_sam`` stays fast.
 """
 
@@ -21,11 +21,12 @@ __all__ = [
     "__version__",
     "detect_change",
     "sam_objects",
+    "segment",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("detect_change", "sam_objects"):
+    if name in ("detect_change", "segment", "sam_objects"):
         from rs_sam import api
 
         return getattr(api, name)
@@ -34,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(change, name)
     if name in ("SegmentSettings", "SamObjectsSettings"):
-        from rs_sam.segment import settings
+        from rs_sam.segmentation import settings
 
         return getattr(settings, name)
     raise AttributeError(f"module 'rs_sam' has no attribute {name!r}")

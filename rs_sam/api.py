@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Literal
 
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.errors import ConfigError
-from rs_sam.models.hq_decoder import HqMode, hq_encoder_error
+from rs_sam.models.decoding import HqMode, hq_encoder_error
 from rs_sam.options import SEGMENT
 from rs_sam.progress import ProgressCallback
-from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 
 if TYPE_CHECKING:
     from rs_sam.change.detect import ChangeResult
-    from rs_sam.segment.anything import SegmentResult
-    from rs_sam.segment.sam_objects import ObjectMapsResult
+    from rs_sam.segmentation.anything import SegmentResult
+    from rs_sam.segmentation.sam_objects import ObjectMapsResult
 
 SegmentMode = Literal["anything", "prompt"]
 Multimask = Literal["best", "all"]
@@ -106,7 +106,7 @@ def segment(
         settings = dataclasses.replace(settings, hq=hq)
     progress = {"overwrite": overwrite, "show_progress": show_progress, "on_progress": on_progress}
     if model is not None:
-        from rs_sam.segment.semantic import segment_semantic
+        from rs_sam.segmentation.semantic import segment_semantic
 
         return segment_semantic(
             image,
@@ -118,7 +118,7 @@ def segment(
             **progress,  # type: ignore[arg-type]
         )
     if mode == "prompt":
-        from rs_sam.segment.prompt_segmentation import segment_prompts
+        from rs_sam.segmentation.prompt_segmentation import segment_prompts
 
         return segment_prompts(
             image,
@@ -129,7 +129,7 @@ def segment(
             context=context,
             **progress,  # type: ignore[arg-type]
         )
-    from rs_sam.segment.anything import segment_anything
+    from rs_sam.segmentation.anything import segment_anything
 
     return segment_anything(image, output, settings=settings, **progress)  # type: ignore[arg-type]
 
@@ -190,7 +190,7 @@ def sam_objects(
     ``<name>.tif`` per image in the output folders). Defaults follow SSRS
     (:class:`SamObjectsSettings`: predicted IoU 0.96, box NMS 0.5, objects of >= 50 pixels).
     """
-    from rs_sam.segment.sam_objects import sam_objects as run
+    from rs_sam.segmentation.sam_objects import sam_objects as run
 
     return run(
         source,

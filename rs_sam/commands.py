@@ -13,10 +13,10 @@ from typing import Any
 from rs_sam import api
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.errors import ConfigError
-from rs_sam.models.hq_decoder import HqMode
+from rs_sam.models.decoding import HqMode
 from rs_sam.options import COMMANDS
 from rs_sam.progress import ProgressCallback
-from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 
 
 def hq_mode(hq: bool, hq_only: bool) -> HqMode:

@@ -1,1 +1,1 @@
-"""Training losses: SAM-CD change losses and the SSRS segmentation losses."""
+"""Training losses: SAM-CD change, SSRS segmentation, and binary masks (LoRA, HQ-SAM)."""

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from rs_sam.change.supervised import load_change_model
 from rs_sam.data.labels import IGNORE
 from rs_sam.devices import resolve_device
-from rs_sam.segment.semantic import load_segment_model
+from rs_sam.segmentation.semantic import load_segment_model
 from rs_sam.training.change_data import ChangeDataModule
 from rs_sam.training.segment_data import SegmentDataModule
 

@@ -45,7 +45,7 @@ model as an official HQ-SAM state dict (the key set of ``segment_anything_hq``'s
 registry's ``sam_hq_*`` encoder (``rs-sam segment --encoder sam_hq_vit_b --checkpoint ... --hq``).
 
 Prompt sampling is :mod:`rs_sam.training.mask_prompts`, the losses and scores
-:mod:`rs_sam.training.mask_losses`, the HQ parameters and base weights
+:mod:`rs_sam.losses.mask`, the HQ parameters and base weights
 :mod:`rs_sam.training.hq_weights`; decoding is :class:`~rs_sam.models.decoding.SamDecoder`.
 """
 
@@ -65,13 +65,13 @@ from torch import Tensor, nn
 from rs_sam.checkpoints import file_sha256, resolve_checkpoint
 from rs_sam.data.labels import IGNORE
 from rs_sam.errors import CheckpointError, ConfigError
+from rs_sam.losses.mask import hq_mask_loss, object_ious
 from rs_sam.models.decoding import DEFAULT_HQ_CHUNK, ChipFeatures, SamDecoder
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.encoders.sam import HQ_BACKBONES
 from rs_sam.models.head_file import CHECKPOINT_KEY, HeadMetadata, read_head_checkpoint
 from rs_sam.training.head_task import HeadTask
 from rs_sam.training.hq_weights import is_hq_key, load_base_weights, set_hq_trainable
-from rs_sam.training.mask_losses import hq_mask_loss, object_ious
 from rs_sam.training.mask_prompts import PROMPT_TYPES, ObjectPrompts, sample_prompts
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ records ``base_digest`` (sha256 of the base weights), and stage 2 refuses a stag
 whose digest differs (same encoder and same ``seed`` give the same weights).
 
 Prompts come from :mod:`rs_sam.training.mask_prompts`, the loss and scores from
-:mod:`rs_sam.training.mask_losses`, stage handling from :mod:`rs_sam.training.lora_stages`;
+:mod:`rs_sam.losses.mask`, stage handling from :mod:`rs_sam.training.lora_stages`;
 decoding is :class:`~rs_sam.models.decoding.SamDecoder`.
 """
 
@@ -56,8 +56,9 @@ from torch import Tensor, nn
 
 from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
+from rs_sam.losses.mask import best_of, confusion_counts, multimask_dice_loss
 from rs_sam.models.decoding import ChipFeatures, SamDecoder
-from rs_sam.models.encoders import FrozenEncoder, load_encoder
+from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.head_file import (
     CHECKPOINT_KEY,
     HeadMetadata,
@@ -73,6 +74,7 @@ from rs_sam.models.lora import (
     set_lora_train_mode,
     set_trainable,
 )
+from rs_sam.models.recipe import ModelRecipe, build_encoder
 from rs_sam.training.head_task import HeadTask
 from rs_sam.training.lora_stages import (
     DECODER_PREFIX,
@@ -83,7 +85,6 @@ from rs_sam.training.lora_stages import (
     load_stage1,
     part_prefixes,
 )
-from rs_sam.training.mask_losses import best_of, confusion_counts, multimask_dice_loss
 from rs_sam.training.mask_prompts import Prompts, prompts_from_masks
 
 log = logging.getLogger(__name__)
@@ -221,11 +222,14 @@ class LoraTask(HeadTask):
     def configure_models(self) -> None:
         hp = self.hparams
         random = bool(hp.tiny_encoder) or hp.weights == "random"
-        encoder = load_encoder(
-            hp.encoder,
-            weights="random" if random else hp.weights,
-            checkpoint=hp.checkpoint,
-            tiny=hp.tiny_encoder,
+        encoder = build_encoder(
+            ModelRecipe(
+                hp.encoder,
+                weights="random" if random else hp.weights,
+                checkpoint=hp.checkpoint,
+                device="cpu",  # Lightning moves the task to its device
+                tiny=bool(hp.tiny_encoder),
+            )
         )
         if encoder.prompt_encoder is None or encoder.mask_decoder is None:
             raise ConfigError(

@@ -11,8 +11,8 @@ import pytest
 import rs_sam
 from rs_sam import api, commands
 from rs_sam.errors import ConfigError
-from rs_sam.segment import anything, prompt_segmentation, sam_objects, semantic
-from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+from rs_sam.segmentation import anything, prompt_segmentation, sam_objects, semantic
+from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 from rs_sam.vector.polygonize import MinArea
 
 
@@ -37,11 +37,10 @@ def calls(monkeypatch) -> list[tuple[str, tuple, dict[str, Any]]]:
 
 def test_rs_sam_exports_the_api() -> None:
     assert rs_sam.sam_objects is api.sam_objects and rs_sam.detect_change is api.detect_change
+    # the segmentation package is imported (above), and rs_sam.segment is still the API call
+    assert rs_sam.segment is api.segment and callable(rs_sam.segment)
     assert rs_sam.SamObjectsSettings is SamObjectsSettings
-    assert {"sam_objects", "detect_change", "SegmentSettings"} <= set(rs_sam.__all__)
-    from rs_sam.segment import settings
-
-    assert rs_sam.segment.settings is settings  # rs_sam.segment is still the package
+    assert {"sam_objects", "detect_change", "segment", "SegmentSettings"} <= set(rs_sam.__all__)
 
 
 def test_segment_dispatches_to_one_pipeline(calls) -> None:

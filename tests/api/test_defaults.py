@@ -15,7 +15,7 @@ from rs_sam.commands import hq_mode
 from rs_sam.inference.settings import SharedSettings
 from rs_sam.options import COMMANDS, DEFAULT_CHIP_SIZE, Command
 from rs_sam.qgis_plugin.specs import ALGORITHMS
-from rs_sam.segment.settings import SamObjectsSettings, SegmentSettings
+from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 
 SETTINGS: dict[str, type[SharedSettings]] = {
     "detect_change": ChangeSettings,

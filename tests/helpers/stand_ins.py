@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_sam.segment.objects import ChipMask
+from rs_sam.segmentation.objects import ChipMask
 
 BRIGHT = 200
 

@@ -20,7 +20,7 @@ from rs_sam.inference.jobs import PROCESS_CACHE, ChipJob, ChipJobCache, run_chip
 from rs_sam.models import recipe as recipe_module
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
-from rs_sam.segment.chip_tasks import SamObjectsTask
+from rs_sam.segmentation.chip_tasks import SamObjectsTask
 from tests.helpers.stand_ins import blob_scene, blobs
 from tests.helpers.synthetic import write_raster
 

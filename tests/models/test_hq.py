@@ -19,10 +19,10 @@ from rs_sam.models.decoding import ChipFeatures, SamDecoder, decode_hq
 from rs_sam.models.encoders import FrozenEncoder, HqEmbedding, get_encoder, load_encoder
 from rs_sam.models.fast_decoder import decode_hq_tokens, is_hq_supported, is_supported
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
-from rs_sam.segment.objects import SamMaskGenerator
-from rs_sam.segment.prompted import decode_logits, decode_prompts
-from rs_sam.segment.prompts import Prompt
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.objects import SamMaskGenerator
+from rs_sam.segmentation.prompted import decode_logits, decode_prompts
+from rs_sam.segmentation.prompts import Prompt
+from rs_sam.segmentation.settings import SegmentSettings
 from tests.helpers.stand_ins import randomise_weights
 from tests.helpers.synthetic import ORIGIN, UTM33
 
@@ -175,8 +175,8 @@ def test_plain_decoding_with_an_hq_encoder_is_sams(hq_vit) -> None:
     embedding = hq_vit.embed(_chip())
     torch.testing.assert_close(embedding, plain.embed(_chip()))
     prompts = [Prompt(1, [[100.0, 120.0]], [1]), Prompt(2, [], [], box=[20, 30, 200, 220])]
-    ours = decode_logits(hq_vit, embedding, prompts, 256)
-    ref = decode_logits(plain, embedding, prompts, 256)
+    ours = decode_logits(hq_vit, ChipFeatures(embedding), prompts, 256)
+    ref = decode_logits(plain, ChipFeatures(embedding), prompts, 256)
     for (a, ia), (b, ib) in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(ia, ib)
@@ -427,23 +427,23 @@ def test_prompts_with_hq_differ_from_plain_and_keep_their_index(hq_vit) -> None:
     embedding, interm = hq_vit.embed_hq(_chip())
     prompts = [Prompt(1, [[100.0, 120.0]], [1]), Prompt(2, [[10.0, 10.0], [90.0, 40.0]], [1, 0]),
                Prompt(3, [], [], box=[20, 30, 200, 220])]  # fmt: skip
-    plain = decode_logits(hq_vit, embedding, prompts, 256)
-    add = decode_logits(hq_vit, embedding, prompts, 256, hq="add", interm=interm)
-    only = decode_logits(hq_vit, embedding, prompts, 256, hq="only", interm=interm)
+    plain = decode_logits(hq_vit, ChipFeatures(embedding), prompts, 256)
+    add = decode_logits(hq_vit, ChipFeatures(embedding, interm), prompts, 256, hq="add")
+    only = decode_logits(hq_vit, ChipFeatures(embedding, interm), prompts, 256, hq="only")
     for (p, _), (a, ai), (o, _) in zip(plain, add, only, strict=True):
         assert a.shape == o.shape == (1, 64, 64) and ai.shape == (1,)
         assert not torch.allclose(a, o) and not torch.allclose(a[0], p[0])
-    masks = decode_prompts(hq_vit, embedding, prompts, 128, hq="add", interm=interm)
+    masks = decode_prompts(hq_vit, ChipFeatures(embedding, interm), prompts, 128, hq="add")
     assert [len(m) for m in masks] == [1, 1, 1]
     assert masks[0][0].mask.shape == (128, 128) and masks[0][0].index in (0, 1, 2)
     assert masks[1][0].index == 0 and masks[2][0].index == 0
     with pytest.raises(ConfigError, match="one mask per prompt"):
-        decode_logits(hq_vit, embedding, prompts, 256, "all", hq="add", interm=interm)
+        decode_logits(hq_vit, ChipFeatures(embedding, interm), prompts, 256, "all", hq="add")
     with pytest.raises(ConfigError, match="early-layer features"):
-        decode_logits(hq_vit, embedding, prompts, 256, hq="add")
+        decode_logits(hq_vit, ChipFeatures(embedding), prompts, 256, hq="add")
     plain_encoder = load_encoder("sam_vit_b", weights="random", tiny=True)
     with pytest.raises(ConfigError, match="--hq/--hq-only needs an HQ-SAM encoder"):
-        decode_logits(plain_encoder, embedding, prompts, 256, hq="only", interm=interm)
+        decode_logits(plain_encoder, ChipFeatures(embedding, interm), prompts, 256, hq="only")
 
 
 def test_automatic_masks_with_hq(hq_tinyvit) -> None:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from rs_sam.data.labels import IGNORE
 from rs_sam.errors import CheckpointError, ConfigError
+from rs_sam.losses.mask import hq_mask_loss, object_ious
 from rs_sam.models.encoders import get_encoder
 from rs_sam.models.head_file import CHECKPOINT_KEY, read_head_checkpoint
 from rs_sam.training import run
@@ -30,7 +31,6 @@ from rs_sam.training.hq_weights import (
     set_hq_trainable,
 )
 from rs_sam.training.mask_data import MaskDataModule
-from rs_sam.training.mask_losses import hq_mask_loss, object_ious
 from rs_sam.training.mask_prompts import sample_prompts
 
 pytestmark = [

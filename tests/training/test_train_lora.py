@@ -23,6 +23,7 @@ from shapely.geometry import box
 from rs_sam.cli.main import cli
 from rs_sam.data.labels import IGNORE
 from rs_sam.errors import ConfigError
+from rs_sam.losses.mask import confusion_counts, multimask_dice_loss
 from rs_sam.models.encoders import load_encoder
 from rs_sam.models.head_file import read_head_checkpoint
 from rs_sam.models.lora import load_adapter, read_adapter_metadata
@@ -34,7 +35,6 @@ from rs_sam.training.mask_data import (
     PolygonMaskDataset,
     foreground_fraction,
 )
-from rs_sam.training.mask_losses import confusion_counts, multimask_dice_loss
 from rs_sam.training.mask_prompts import prompts_from_masks
 from tests.helpers.synthetic import ORIGIN, texture, write_raster
 

@@ -14,14 +14,15 @@ from shapely.geometry import MultiPoint, Point, box
 
 from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.errors import ConfigError
-from rs_sam.segment import prompted
-from rs_sam.segment.prompted import (
+from rs_sam.models.decoding import ChipFeatures
+from rs_sam.segmentation import prompted
+from rs_sam.segmentation.prompted import (
     decode_logits,
     decode_prompt,
     decode_prompts,
     shift_prompt,
 )
-from rs_sam.segment.prompts import (
+from rs_sam.segmentation.prompts import (
     Prompt,
     PromptError,
     PromptOutsideWarning,
@@ -262,31 +263,32 @@ def _mixed_prompts() -> list[Prompt]:
 def test_decode_prompt_best_and_all(encoder_and_embedding) -> None:
     encoder, embedding = encoder_and_embedding
     point = Prompt(1, [[10.5, 20.5]], [1])
-    best = decode_prompt(encoder, embedding, point, CHIP)
+    best = decode_prompt(encoder, ChipFeatures(embedding), point, CHIP)
     assert len(best) == 1
     mask, score, index = best[0]
     assert mask.shape == (CHIP, CHIP) and mask.dtype == np.bool_
     assert np.isfinite(score) and index in (0, 1, 2)
-    every = decode_prompt(encoder, embedding, point, CHIP, multimask="all")
+    every = decode_prompt(encoder, ChipFeatures(embedding), point, CHIP, multimask="all")
     assert [m.index for m in every] == [0, 1, 2]
     assert best[0].score == max(m.score for m in every)
     assert np.array_equal(best[0].mask, every[index].mask)
     boxed = Prompt(2, [[20.0, 20.0]], [1], box=[10, 10, 50, 50])
-    single = decode_prompt(encoder, embedding, boxed, CHIP)
+    single = decode_prompt(encoder, ChipFeatures(embedding), boxed, CHIP)
     assert len(single) == 1 and single[0].index == 0 and single[0].mask.shape == (CHIP, CHIP)
-    assert len(decode_prompt(encoder, embedding, boxed, CHIP, multimask="all")) == 3
+    assert len(decode_prompt(encoder, ChipFeatures(embedding), boxed, CHIP, multimask="all")) == 3
 
 
 def test_batched_decode_equals_per_prompt(encoder_and_embedding) -> None:
     encoder, embedding = encoder_and_embedding
     prompts = _mixed_prompts()
-    batched = decode_logits(encoder, embedding, prompts, CHIP, batch_size=2)
+    batched = decode_logits(encoder, ChipFeatures(embedding), prompts, CHIP, batch_size=2)
     for prompt, (logits, iou) in zip(prompts, batched, strict=True):
-        alone_logits, alone_iou = decode_logits(encoder, embedding, [prompt], CHIP)[0]
+        features = ChipFeatures(embedding)
+        alone_logits, alone_iou = decode_logits(encoder, features, [prompt], CHIP)[0]
         assert logits.shape == alone_logits.shape == (len(iou), 64, 64)
         torch.testing.assert_close(logits, alone_logits, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(iou, alone_iou, atol=1e-5, rtol=1e-5)
-    masks = decode_prompts(encoder, embedding, [prompts[0], prompts[2]], CHIP, "all")
+    masks = decode_prompts(encoder, ChipFeatures(embedding), [prompts[0], prompts[2]], CHIP, "all")
     assert [len(m) for m in masks] == [3, 3]
 
 
@@ -302,7 +304,7 @@ def test_coordinates_scale_to_the_model_input(
         return real(self, features, **kwargs)
 
     monkeypatch.setattr(prompted.SamDecoder, "decode", spy)
-    decode_prompt(encoder, embedding, Prompt(1, [[48.0, 24.0]], [1]), CHIP)
+    decode_prompt(encoder, ChipFeatures(embedding), Prompt(1, [[48.0, 24.0]], [1]), CHIP)
     scale = encoder.input_size / CHIP  # the prompt encoder adds the 0.5 back
     torch.testing.assert_close(seen[0], torch.tensor([[[48 * scale - 0.5, 24 * scale - 0.5]]]))
 
@@ -311,8 +313,9 @@ def test_decode_checks_its_inputs(encoder_and_embedding) -> None:
     encoder, embedding = encoder_and_embedding
     point = Prompt(1, [[10.5, 20.5]], [1])
     with pytest.raises(ConfigError, match="multimask"):
-        decode_prompt(encoder, embedding, point, CHIP, multimask="some")  # type: ignore[arg-type]
+        features = ChipFeatures(embedding)
+        decode_prompt(encoder, features, point, CHIP, multimask="some")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="embedding has shape"):
-        decode_prompt(encoder, embedding[..., :8], point, CHIP)
+        decode_prompt(encoder, ChipFeatures(embedding[..., :8]), point, CHIP)
     with pytest.raises(PromptError, match="neither points nor a box"):
-        decode_prompt(encoder, embedding, Prompt(2, np.empty((0, 2)), []), CHIP)
+        decode_prompt(encoder, ChipFeatures(embedding), Prompt(2, np.empty((0, 2)), []), CHIP)

@@ -17,20 +17,20 @@ import torch
 from rs_sam.data.grid import RasterGrid
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.scene import ChipImage
+from rs_sam.models.decoding import HqMode, SamDecoder, hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
-from rs_sam.models.hq_decoder import HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe, build_encoder
 from rs_sam.models.trained import TrainedSegmentModel, build_segment_model
-from rs_sam.segment.objects import (
+from rs_sam.segmentation.objects import (
     ChipObject,
     MaskGenerator,
     SamMaskGenerator,
     chip_objects,
     mask_polygon,
 )
-from rs_sam.segment.prompted import Multimask, decode_prompts, shift_prompt
-from rs_sam.segment.prompts import Prompt
+from rs_sam.segmentation.prompted import Multimask, decode_prompts, shift_prompt
+from rs_sam.segmentation.prompts import Prompt
 
 #: One prompt chip's result: output rows, and the ids of prompts whose masks were empty.
 PromptRows = tuple[list[dict[str, object]], list[object]]
@@ -92,20 +92,15 @@ class PromptTask:
     def compute(self, model: FrozenEncoder, chip: ChipImage, stretch: JointStretch) -> PromptRows:
         window = chip.window
         image = torch.from_numpy(stretch.apply(chip.image))[None]
-        interm = None
         with torch.inference_mode():
-            if self.hq == "off":
-                embedding = model.embed(image)
-            else:
-                embedding, interm = model.embed_hq(image)
+            features = SamDecoder.for_encoder(model, self.hq).features(image)
         decoded = decode_prompts(
             model,
-            embedding,
+            features,
             [shift_prompt(p, window) for p in self.prompts],
             window.size,
             self.multimask,
             hq=self.hq,
-            interm=interm,
         )
         transform = self.grid.window_transform(window)
         rows: list[dict[str, object]] = []

@@ -32,9 +32,9 @@ from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.models.recipe import ModelRecipe
 from rs_sam.models.trained import TrainedSegmentModel, head_metadata, load_segment_model
-from rs_sam.segment.anything import SegmentResult
-from rs_sam.segment.chip_tasks import SemanticTask
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.anything import SegmentResult
+from rs_sam.segmentation.chip_tasks import SemanticTask
+from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
 

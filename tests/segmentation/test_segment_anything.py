@@ -17,8 +17,8 @@ import shapely
 from affine import Affine
 from shapely.geometry import shape
 
-from rs_sam.segment.anything import segment_anything
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.anything import segment_anything
+from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.polygonize import MinArea
 from tests.helpers.stand_ins import BRIGHT, blob_scene, blobs
 from tests.helpers.synthetic import ORIGIN, write_raster

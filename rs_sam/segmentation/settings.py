@@ -7,10 +7,10 @@ from typing import ClassVar
 
 from rs_sam.errors import ConfigError
 from rs_sam.inference.settings import SharedSettings
-from rs_sam.models.hq_decoder import HQ_MODES, HqMode, hq_encoder_error
+from rs_sam.models.decoding import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.options import SAM_OBJECTS, SEGMENT, Command
-from rs_sam.segment.merge import MATCH_IOU
+from rs_sam.segmentation.merge import MATCH_IOU
 from rs_sam.vector.polygonize import MinArea
 
 

@@ -1,9 +1,9 @@
 """``segment_prompts``: SAM masks for point and box prompts from a vector file, to polygons.
 
-raster -> prompts in its pixel grid (:mod:`rs_sam.segment.prompts`) -> for each prompt a
-chip centred on it with context (:func:`~rs_sam.segment.prompts.prompt_window`) -> SAM
+raster -> prompts in its pixel grid (:mod:`rs_sam.segmentation.prompts`) -> for each prompt a
+chip centred on it with context (:func:`~rs_sam.segmentation.prompts.prompt_window`) -> SAM
 embedding once per distinct chip -> batched prompt decoding
-(:mod:`rs_sam.segment.prompted`) -> one polygon per prompt (or per mask with
+(:mod:`rs_sam.segmentation.prompted`) -> one polygon per prompt (or per mask with
 ``multimask="all"``) -> vector file.
 """
 
@@ -25,13 +25,13 @@ from rs_sam.data.scene import Scene
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.jobs import ChipJob, ChipJobCache
+from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
-from rs_sam.models.hq_decoder import hq_encoder_error
-from rs_sam.segment.anything import SegmentResult, check_sam, sam_recipe
-from rs_sam.segment.chip_tasks import PromptRows, PromptTask
-from rs_sam.segment.prompted import Multimask
-from rs_sam.segment.prompts import Prompt, PromptWarning, prompt_window, read_prompts
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.anything import SegmentResult, check_sam, sam_recipe
+from rs_sam.segmentation.chip_tasks import PromptRows, PromptTask
+from rs_sam.segmentation.prompted import Multimask
+from rs_sam.segmentation.prompts import Prompt, PromptWarning, prompt_window, read_prompts
+from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
 from rs_sam.vector.io import check_output_path, write_vectors
 
@@ -57,7 +57,7 @@ def segment_prompts(
 
     Args:
         image: the raster.
-        prompts: vector file with a CRS; see :func:`~rs_sam.segment.prompts.read_prompts`.
+        prompts: vector file with a CRS; see :func:`~rs_sam.segmentation.prompts.read_prompts`.
         output: vector file with ``id``, ``prompt_id``, ``mask_index`` (the decoder output
             chosen), ``score`` (predicted IoU), ``area_m2``.
         settings: encoder, chip size and ``hq`` (HQ-SAM decoding with an ``sam_hq_*``

@@ -34,9 +34,9 @@ from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback
 from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.inference.raster_io import atomic_path
-from rs_sam.segment.anything import check_sam, find_objects, objects_frame
-from rs_sam.segment.objects import MaskGenerator
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.anything import check_sam, find_objects, objects_frame
+from rs_sam.segmentation.objects import MaskGenerator
+from rs_sam.segmentation.settings import SegmentSettings
 
 _BLOCK = 1024
 

@@ -3,7 +3,7 @@
 raster -> chips on its grid (torchgeo) -> stretch to 0..255 -> SAM embedding once per
 chip -> batched point-grid decoding, IoU/stability filters, box NMS -> masks at chip
 resolution -> polygons in map coordinates -> objects of overlapping chips merged
-(:mod:`rs_sam.segment.merge`) -> vector file.
+(:mod:`rs_sam.segmentation.merge`) -> vector file.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
 from rs_sam.inference.jobs import ChipJobCache
+from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
-from rs_sam.models.hq_decoder import hq_encoder_error
 from rs_sam.models.recipe import ModelRecipe, build_encoder
-from rs_sam.segment.chip_tasks import SamObjectsTask
-from rs_sam.segment.merge import MergedObject, merge_objects
-from rs_sam.segment.objects import ChipObject, MaskGenerator, SamMaskGenerator
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.chip_tasks import SamObjectsTask
+from rs_sam.segmentation.merge import MergedObject, merge_objects
+from rs_sam.segmentation.objects import ChipObject, MaskGenerator, SamMaskGenerator
+from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import MinArea

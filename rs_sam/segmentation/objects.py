@@ -3,7 +3,7 @@
 A chip's masks come from a :class:`MaskGenerator` (SAM's automatic mask generation by
 default; tests plug in deterministic ones). Each mask becomes one (multi)polygon in the
 raster's CRS, flagged ``cut`` when it touches a chip edge that lies inside the raster: the
-object probably continues in the neighbouring chip, and :mod:`rs_sam.segment.merge`
+object probably continues in the neighbouring chip, and :mod:`rs_sam.segmentation.merge`
 joins it with its other parts.
 """
 

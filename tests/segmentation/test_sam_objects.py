@@ -9,8 +9,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from rs_sam.segment.sam_objects import boundaries, sam_objects
-from rs_sam.segment.settings import SegmentSettings
+from rs_sam.segmentation.sam_objects import boundaries, sam_objects
+from rs_sam.segmentation.settings import SegmentSettings
 from tests.helpers.stand_ins import blob_scene, blobs
 from tests.helpers.synthetic import ORIGIN, UTM33, write_raster
 

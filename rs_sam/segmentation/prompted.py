@@ -1,7 +1,7 @@
 """Decoding point and box prompts on a chip with SAM's prompt encoder and mask decoder.
 
 Coordinates: a prompt on a chip is in continuous chip pixel coordinates (x = column,
-y = row, pixel centres at +0.5, see :mod:`rs_sam.segment.prompts`). The encoder resizes the
+y = row, pixel centres at +0.5, see :mod:`rs_sam.segmentation.prompts`). The encoder resizes the
 square chip of side ``C`` to its square input of side ``S`` (bilinear, ``align_corners=False``,
 :meth:`FrozenEncoder.preprocess`), which maps continuous coordinates by ``u * S / C``. SAM's
 prompt encoder adds 0.5 to every coordinate it gets (it takes pixel indices), so the
@@ -44,7 +44,7 @@ from rs_sam.models.decoding import (
     hq_encoder_error,
 )
 from rs_sam.models.encoders.base import FrozenEncoder
-from rs_sam.segment.prompts import Prompt, PromptError
+from rs_sam.segmentation.prompts import Prompt, PromptError
 
 __all__ = [
     "Multimask",
@@ -90,45 +90,43 @@ def uses_multimask(prompt: Prompt, multimask: Multimask = "best") -> bool:
 
 def decode_prompt(
     encoder: FrozenEncoder,
-    embedding: Tensor,
+    features: ChipFeatures,
     prompt_in_chip: Prompt,
     chip_size: int,
     *,
     multimask: Multimask = "best",
     hq: HqMode = "off",
-    interm: Tensor | None = None,
 ) -> list[PromptMask]:
     """The mask(s) of one prompt on one chip.
 
     Args:
         encoder: a SAM encoder (with ``prompt_encoder`` and ``mask_decoder``).
-        embedding: ``(1, 256, E, E)`` image embedding of the chip (``encoder.embed``).
+        features: what the encoder produced for the chip (``SamDecoder.features``): the
+            ``(1, 256, E, E)`` embedding, and with ``hq`` HQ-SAM's early-layer features.
         prompt_in_chip: the prompt in the chip's pixel coordinates (:func:`shift_prompt`).
         chip_size: side ``C`` of the chip the embedding was computed from.
         multimask: ``"best"``: the mask with the highest predicted IoU; ``"all"``: the three
             ambiguity masks.
         hq: ``"off"``, or HQ-SAM decoding ``"add"``/``"only"`` (see :func:`decode_logits`).
-        interm: ``(1, D, E, E)`` early-layer features (``encoder.embed_hq``), with ``hq``.
 
     Returns:
         One :class:`PromptMask` (``"best"``) or three (``"all"``), masks ``(C, C)`` bool.
     """
     return decode_prompts(
-        encoder, embedding, [prompt_in_chip], chip_size, multimask, hq=hq, interm=interm
+        encoder, features, [prompt_in_chip], chip_size, multimask, hq=hq
     )[0]
 
 
 @torch.inference_mode()
 def decode_prompts(
     encoder: FrozenEncoder,
-    embedding: Tensor,
+    features: ChipFeatures,
     prompts: list[Prompt],
     chip_size: int,
     multimask: Multimask = "best",
     *,
     batch_size: int = DEFAULT_BATCH,
     hq: HqMode = "off",
-    interm: Tensor | None = None,
 ) -> list[list[PromptMask]]:
     """The masks of many prompts sharing one chip, as :func:`decode_prompt` for each.
 
@@ -140,7 +138,7 @@ def decode_prompts(
         (``"all"``) masks.
     """
     decoded = _decode(
-        encoder, embedding, prompts, chip_size, multimask, batch_size, hq=hq, interm=interm
+        encoder, features, prompts, chip_size, multimask, batch_size, hq=hq
     )
     out = []
     for logits, iou, index in decoded:
@@ -158,14 +156,13 @@ def decode_prompts(
 @torch.inference_mode()
 def decode_logits(
     encoder: FrozenEncoder,
-    embedding: Tensor,
+    features: ChipFeatures,
     prompts: list[Prompt],
     chip_size: int,
     multimask: Multimask = "best",
     *,
     batch_size: int = DEFAULT_BATCH,
     hq: HqMode = "off",
-    interm: Tensor | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
     """SAM's low-resolution logits and predicted IoU of each prompt on one chip.
 
@@ -177,7 +174,7 @@ def decode_logits(
 
     Args:
         encoder: a SAM encoder (with ``prompt_encoder`` and ``mask_decoder``).
-        embedding: ``(1, 256, E, E)`` image embedding of the chip.
+        features: what the encoder produced for the chip (see :func:`decode_prompt`).
         prompts: prompts in the chip's pixel coordinates.
         chip_size: side ``C`` of the chip.
         multimask: ``"all"`` asks every prompt for three masks; ``"best"`` follows SAM's
@@ -187,8 +184,6 @@ def decode_logits(
             HQ-SAM's decoder (an ``sam_hq_*`` encoder): one mask per prompt, SAM's (single,
             or the best ambiguity mask when SAM's rule asks for three) plus the HQ token's
             logits, or the HQ token's alone; ``multimask`` must be ``"best"``.
-        interm: ``(1, D, E, E)`` early-layer features of the chip (``encoder.embed_hq``),
-            required with ``hq``.
 
     Returns:
         Per prompt, in order: logits ``(M, 4E, 4E)`` and predicted IoU ``(M,)``, M = 3 or 1
@@ -197,32 +192,31 @@ def decode_logits(
     Raises:
         ConfigError: the encoder has no SAM decoder, bad ``multimask``, ``chip_size`` or
             ``batch_size``, or an embedding of the wrong shape; ``hq`` with an encoder that
-            is not HQ-SAM, without ``interm``, or with ``multimask="all"``.
+            is not HQ-SAM, without its early-layer features, or with ``multimask="all"``.
         PromptError: a prompt with neither points nor a box.
     """
     decoded = _decode(
-        encoder, embedding, prompts, chip_size, multimask, batch_size, hq=hq, interm=interm
+        encoder, features, prompts, chip_size, multimask, batch_size, hq=hq
     )
     return [(logits, iou) for logits, iou, _ in decoded]
 
 
 def _decode(
     encoder: FrozenEncoder,
-    embedding: Tensor,
+    features: ChipFeatures,
     prompts: list[Prompt],
     chip_size: int,
     multimask: Multimask,
     batch_size: int,
     *,
     hq: HqMode,
-    interm: Tensor | None,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """:func:`decode_logits` plus, per prompt, the decoder output index of each mask ``(M,)``."""
-    _check(encoder, embedding, chip_size, multimask, batch_size)
-    _check_hq(encoder, embedding, multimask, hq, interm)
+    _check(encoder, features.embedding, chip_size, multimask, batch_size)
+    _check_hq(encoder, features, multimask, hq)
     decoder = SamDecoder.for_encoder(encoder, hq)
     # HQ-SAM's global-local fusion depends on the image only: once per chip, not per batch
-    features = decoder.prepare(ChipFeatures(embedding, interm))
+    features = decoder.prepare(features)
     scale = encoder.input_size / chip_size
     groups: dict[tuple[int, bool], list[int]] = defaultdict(list)
     for i, prompt in enumerate(prompts):
@@ -230,7 +224,7 @@ def _decode(
             raise PromptError(f"prompt {prompt.id} has neither points nor a box; give it one")
         groups[(len(prompt.points), prompt.box is not None)].append(i)
     results: list[tuple[Tensor, Tensor, Tensor]] = [None] * len(prompts)  # type: ignore[list-item]
-    device = embedding.device
+    device = features.embedding.device
     for (n_points, has_box), members in groups.items():
         multimask_output = multimask == "all" or (n_points == 1 and not has_box)
         for start in range(0, len(members), batch_size):
@@ -276,13 +270,7 @@ def _check(
         )
 
 
-def _check_hq(
-    encoder: FrozenEncoder,
-    embedding: Tensor,
-    multimask: str,
-    hq: str,
-    interm: Tensor | None,
-) -> None:
+def _check_hq(encoder: FrozenEncoder, features: ChipFeatures, multimask: str, hq: str) -> None:
     """Check that ``hq`` decoding, when on, has an HQ-SAM encoder and its features."""
     if hq not in HQ_MODES:
         raise ConfigError(f"hq={hq!r} is invalid; use one of {', '.join(HQ_MODES)}")
@@ -294,12 +282,13 @@ def _check_hq(
         raise ConfigError(
             "HQ-SAM decoding gives one mask per prompt; use --multimask best with --hq/--hq-only"
         )
-    side = tuple(embedding.shape[-2:])
+    side = tuple(features.embedding.shape[-2:])
+    interm = features.interm
     if interm is None or interm.ndim != 4 or interm.shape[0] != 1 or interm.shape[-2:] != side:
         got = "none" if interm is None else f"shape {tuple(interm.shape)}"
         raise ConfigError(
             f"HQ-SAM decoding needs the chip's early-layer features (1, D, {side[0]}, "
-            f"{side[1]}), got {got}: pass interm=encoder.embed_hq(chip).interm"
+            f"{side[1]}), got {got}: pass SamDecoder.for_encoder(encoder, hq).features(chip)"
         )
 
 

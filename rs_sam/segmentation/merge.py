@@ -28,7 +28,7 @@ from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 
 from rs_sam.data.grid import ChipWindow, RasterGrid
-from rs_sam.segment.objects import ChipObject
+from rs_sam.segmentation.objects import ChipObject
 
 #: Default IoU, inside the shared area, above which two chips' objects are one object.
 MATCH_IOU = 0.5
