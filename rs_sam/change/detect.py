@@ -31,7 +31,6 @@ from rs_sam.inference.jobs import ChipJobCache, ChipTask
 from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.models.encoders import get_encoder
-from rs_sam.models.recipe import ModelRecipe
 from rs_sam.models.trained import head_metadata
 from rs_sam.vector.io import check_output_path, write_vectors
 from rs_sam.vector.polygonize import polygonize_probability
@@ -117,7 +116,7 @@ def detect_change(
         resolve_device(settings.device)  # an unknown device fails before any data is read
         info_a = open_date(a, workdir=workdir)
         info_b = open_date(b, workdir=workdir)
-        recipe = change_recipe(settings)
+        recipe = settings.recipe(head=settings.model)
         head = head_metadata(settings.model, "change")[0] if settings.model is not None else None
         bands = select_bands([info_a, info_b], settings.bands or (head.bands if head else None))
         pair = BitemporalPair(info_a, info_b, bands=bands, nodata=settings.nodata)
@@ -193,20 +192,3 @@ def detect_change(
         seconds=time.perf_counter() - started,
         megapixels=pair.grid.width * pair.grid.height / 1e6,
     )
-
-
-def change_recipe(settings: ChangeSettings) -> ModelRecipe:
-    """The model of a detect-change run: the settings' encoder, or their trained head."""
-    return ModelRecipe(
-        settings.encoder,
-        weights=settings.weights,
-        checkpoint=_path(settings.checkpoint),
-        lora=_path(settings.lora),
-        merge_lora=settings.merge_lora,
-        device=settings.device,
-        head=_path(settings.model),
-    )
-
-
-def _path(value: str | Path | None) -> Path | None:
-    return None if value is None else Path(value)

@@ -17,6 +17,7 @@ from rs_sam.data.bands import parse_bands
 from rs_sam.data.grid import check_chip_geometry
 from rs_sam.errors import ConfigError
 from rs_sam.models.mask_proposals import ProposalSettings
+from rs_sam.models.recipe import ModelRecipe
 from rs_sam.options import DEFAULT_CHIP_SIZE, PATH_KINDS, SHARED, SHARED_DEFAULTS, Command
 from rs_sam.vector.polygonize import MinArea
 
@@ -83,6 +84,18 @@ class SharedSettings:
         check_chip_geometry(chip, overlap)
         return chip, overlap
 
+    def recipe(self, head: str | Path | None = None) -> ModelRecipe:
+        """The run's model: these settings' encoder, adapter and device (and a trained head)."""
+        return ModelRecipe(
+            self.encoder,
+            weights=self.weights,
+            checkpoint=_as_path(self.checkpoint),
+            lora=_as_path(self.lora),
+            merge_lora=self.merge_lora,
+            device=self.device,
+            head=_as_path(head),
+        )
+
     @property
     def proposals(self) -> ProposalSettings:
         return ProposalSettings(
@@ -126,3 +139,7 @@ class SharedSettings:
                 value = Path(value)
             fields[option.name] = value
         return cls(**fields)
+
+
+def _as_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)

@@ -27,7 +27,7 @@ from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
 from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
-from rs_sam.models.recipe import ModelRecipe, build_encoder
+from rs_sam.models.recipe import build_encoder
 from rs_sam.segmentation.chip_tasks import SamObjectsTask
 from rs_sam.segmentation.merge import MergedObject, merge_objects
 from rs_sam.segmentation.objects import ChipObject, MaskGenerator, SamMaskGenerator
@@ -105,18 +105,6 @@ def segment_anything(
     )
 
 
-def sam_recipe(settings: SegmentSettings) -> ModelRecipe:
-    """The SAM model of a segment run (``anything``, ``prompts``, sam-objects)."""
-    return ModelRecipe(
-        settings.encoder,
-        weights=settings.weights,
-        checkpoint=_path(settings.checkpoint),
-        lora=_path(settings.lora),
-        merge_lora=settings.merge_lora,
-        device=settings.device,
-    )
-
-
 def check_sam(settings: SegmentSettings) -> None:
     """Refuse, before any work, an encoder that cannot segment with SAM.
 
@@ -142,7 +130,7 @@ def load_sam(settings: SegmentSettings) -> FrozenEncoder:
         ConfigError: see :func:`check_sam`.
     """
     check_sam(settings)
-    return build_encoder(sam_recipe(settings))
+    return build_encoder(settings.recipe())
 
 
 def sam_generator(settings: SegmentSettings) -> SamMaskGenerator:
@@ -166,7 +154,7 @@ def find_objects(
     stretch = JointStretch.fit_scene(scene)
     windows = chip_windows(scene.grid, *settings.tiling())
     task = SamObjectsTask(scene.grid, settings.proposals, settings.hq, generator)
-    jobs = chip_jobs(windows, scene.source, stretch, sam_recipe(settings), task)
+    jobs = chip_jobs(windows, scene.source, stretch, settings.recipe(), task)
     cache = ChipJobCache() if cache is None else cache
     cache.add_reader(scene.source, scene)
     found: list[tuple[ChipWindow, list[ChipObject]]] = []
@@ -180,9 +168,6 @@ def find_objects(
     )
     return merge_objects(found, scene.grid, match_iou=settings.match_iou), len(windows)
 
-
-def _path(value: str | Path | None) -> Path | None:
-    return None if value is None else Path(value)
 
 
 def objects_frame(

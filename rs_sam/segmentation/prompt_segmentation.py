@@ -27,7 +27,7 @@ from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.jobs import ChipJob, ChipJobCache
 from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
-from rs_sam.segmentation.anything import SegmentResult, check_sam, sam_recipe
+from rs_sam.segmentation.anything import SegmentResult, check_sam
 from rs_sam.segmentation.chip_tasks import PromptRows, PromptTask
 from rs_sam.segmentation.prompted import Multimask
 from rs_sam.segmentation.prompts import Prompt, PromptWarning, prompt_window, read_prompts
@@ -95,7 +95,7 @@ def segment_prompts(
     for prompt in found:
         window = prompt_window(prompt, scene.grid, chip_size, context=context)
         by_window.setdefault(window, []).append(prompt)
-    recipe = sam_recipe(settings)
+    recipe = settings.recipe()
     jobs = [
         ChipJob(
             window,
