@@ -181,18 +181,8 @@ class ClassTable:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, mapping: Mapping[str, Any]) -> ClassTable:
-        """Build from a config mapping (see the module docstring for the layout).
-
-        Keys: ``classes`` (required: names, or mappings with ``name`` and optional ``colour``
-        (or ``color``) and ``id`` = raw label id), ``ignore_index``, ``ignore_colours`` (or
-        ``ignore_colors``), ``ignore_values`` and ``id_map`` (raw id -> class name or
-        training id; merged with per-class ids). Colours and ids are given for every class
-        or for none.
-
-        Raises:
-            ConfigError: Unknown keys (listing the valid ones), missing names, bad colours,
-                colours or ids on only some classes, conflicting ids.
-        """
+        """Build from a config mapping: keys and errors as in
+        :func:`~rs_sam.data.class_config.table_arguments`."""
         return cls(**table_arguments(mapping))
 
     def to_config(self) -> dict[str, Any]:

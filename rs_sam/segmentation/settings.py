@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -54,13 +55,7 @@ class SegmentSettings(SharedSettings):
 
     @property
     def proposals(self) -> ProposalSettings:
-        return ProposalSettings(
-            points_per_side=self.points_per_side,
-            points_per_batch=self.batch_size,
-            pred_iou_thresh=self.pred_iou_thresh,
-            stability_thresh=self.stability_thresh,
-            box_nms_thresh=self.box_nms_thresh,
-        )
+        return dataclasses.replace(super().proposals, box_nms_thresh=self.box_nms_thresh)
 
 
 @dataclass(frozen=True, kw_only=True)
