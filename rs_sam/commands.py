@@ -12,11 +12,14 @@ from typing import Any
 
 from rs_sam import api
 from rs_sam.change.settings import ChangeSettings
-from rs_sam.errors import ConfigError
+from rs_sam.errors import ConfigError, RemoteInputError
 from rs_sam.models.decoding import HqMode
 from rs_sam.options import COMMANDS
 from rs_sam.progress import ProgressCallback
 from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
+
+#: Option kinds whose values are input paths (local files only for now).
+INPUT_PATH_KINDS = ("raster", "features", "file")
 
 
 def hq_mode(hq: bool, hq_only: bool) -> HqMode:
@@ -44,6 +47,10 @@ def run(
     if unknown:
         raise ConfigError(f"{table.cli_name} has no option(s) {', '.join(unknown)}")
     given = {**table.defaults(), **values}
+    for option in table.options:  # before any path becomes a Path ('https:/' in a Path)
+        if option.kind in INPUT_PATH_KINDS and given.get(option.name):
+            what = option.flag or f"{option.kind} {option.name}"
+            RemoteInputError.check(given[option.name], what)
     progress = {"show_progress": show_progress, "on_progress": on_progress}
     if command == "detect_change":
         return api.detect_change(

@@ -7,6 +7,13 @@ them as one line and exits non-zero.
 
 from __future__ import annotations
 
+import os
+import re
+
+#: A URL scheme such as ``https://`` (two letters at least, so ``C:/`` stays a path); also
+#: matches the ``https:/host`` that ``pathlib.Path`` makes of a URL.
+_REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
 
 class RsSamError(Exception):
     """Root of every error raised on purpose by rs-sam."""
@@ -21,6 +28,24 @@ class InputRasterError(RsSamError, ValueError):
 
 class RasterNotFoundError(RsSamError, FileNotFoundError):
     """An input raster path does not exist."""
+
+
+class RasterReadError(InputRasterError):
+    """An input raster opens, but some of its pixels cannot be read (damaged or incomplete)."""
+
+
+class RemoteInputError(RsSamError, ValueError):
+    """An input is a URL; rs-sam reads local files only (for now)."""
+
+    @classmethod
+    def check(cls, value: object, what: str) -> None:
+        """Raise for a ``value`` that is a URL (``https://...``) rather than a local path."""
+        text = str(value)
+        if _REMOTE.match(text) and not os.path.exists(text):  # a folder may be 'ab:'
+            raise cls(
+                f"{what} is {text}: remote inputs are not supported yet "
+                "(download the file first and pass its local path)"
+            )
 
 
 class OutputPathError(RsSamError, ValueError):
@@ -43,6 +68,12 @@ class CheckpointNotFoundError(RsSamError, FileNotFoundError):
     """A checkpoint is neither cached nor downloadable (e.g. offline)."""
 
     exit_code = 1
+
+
+class ModelFileNotFoundError(CheckpointNotFoundError):
+    """A model file the user named (--model, --lora, --checkpoint) is missing: bad input."""
+
+    exit_code = 2
 
 
 class MissingDependencyError(RsSamError, ImportError):

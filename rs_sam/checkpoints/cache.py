@@ -22,7 +22,7 @@ from rs_sam.checkpoints.published import (
     marker_valid,
     write_marker,
 )
-from rs_sam.errors import CheckpointNotFoundError
+from rs_sam.errors import CheckpointNotFoundError, ModelFileNotFoundError
 
 HOME_ENV = "RS_SAM_HOME"
 OFFLINE_ENV = "RS_SAM_OFFLINE"
@@ -84,15 +84,16 @@ def resolve_checkpoint(
         Path of a readable checkpoint file.
 
     Raises:
-        CheckpointNotFoundError: The explicit file does not exist, or the file is not cached
+        ModelFileNotFoundError: The explicit file does not exist (exit 2).
+        CheckpointNotFoundError: The file is not cached
             and cannot be downloaded (offline, network failure); the message says where to put
             it by hand.
         CheckpointError: The cached or downloaded file does not match the published size/sha256.
     """
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise CheckpointNotFoundError(
+        if not path.is_file():  # a file the user named: bad input (exit 2)
+            raise ModelFileNotFoundError(
                 f"checkpoint file {path} does not exist; pass the path of an existing file, or "
                 f"omit it to use the official {spec.checkpoint.filename} for '{spec.name}'"
             )

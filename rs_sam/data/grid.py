@@ -114,6 +114,17 @@ class ChipWindow:
         return Window(self.col_off, self.row_off, width, height)
 
 
+def overview_steps(grid: RasterGrid, max_side: int) -> tuple[int, int]:
+    """Decimation ``(columns, rows)`` that fits ``grid`` into ``max_side`` pixels a side.
+
+    The same step on both axes (``ceil(longest side / max_side)``), except that a step is
+    never longer than its axis: a 1 x 3000 strip is read 1 row high, not as one decimated
+    row whose pixel centre lies past the raster's only row.
+    """
+    step = max(1, math.ceil(max(grid.width, grid.height) / max_side))
+    return min(step, grid.width), min(step, grid.height)
+
+
 def check_chip_geometry(chip_size: int, overlap: int) -> None:
     """Raise :class:`ConfigError` unless ``chip_size >= 1`` and ``0 <= overlap < chip_size / 2``."""
     if isinstance(chip_size, bool) or not isinstance(chip_size, int) or chip_size < 1:

@@ -23,7 +23,8 @@ from affine import Affine
 from shapely.geometry import Polygon, box
 from torchgeo.datasets import IntersectionDataset, RasterDataset
 
-from rs_sam.data.grid import ChipWindow, RasterGrid
+from rs_sam.data.grid import ChipWindow, RasterGrid, overview_steps
+from rs_sam.data.pixel_reads import read_pixels
 from rs_sam.data.rasters import RasterInfo
 from rs_sam.errors import InputRasterError
 
@@ -113,12 +114,12 @@ class BitemporalPair:
 
         Returns ``(image_a, image_b, valid)``; memory does not grow with raster size.
         """
-        factor = max(1, math.ceil(max(self.grid.width, self.grid.height) / max_side))
-        width = math.ceil(self.grid.width / factor)
-        height = math.ceil(self.grid.height / factor)
-        res_x = self.grid.transform.a * factor
-        res_y = -self.grid.transform.e * factor
-        transform = self.grid.transform @ Affine.scale(factor)
+        step_x, step_y = overview_steps(self.grid, max_side)
+        width = math.ceil(self.grid.width / step_x)
+        height = math.ceil(self.grid.height / step_y)
+        res_x = self.grid.transform.a * step_x
+        res_y = -self.grid.transform.e * step_y
+        transform = self.grid.transform @ Affine.scale(step_x, step_y)
         image_a, image_b = self._read(transform, width, height, res_x, res_y)
         return image_a, image_b, self._valid(image_a, image_b, transform)
 
@@ -130,8 +131,7 @@ class BitemporalPair:
             slice(left, left + width * res_x, res_x),
             slice(top - height * res_y, top, res_y),
         )
-        sample: dict[str, Any] = self.dataset[query]
-        image = sample["image"].numpy().astype(np.float32, copy=False)
+        image = read_pixels(self.dataset, query, [self.a, self.b], self.a.crs)
         n = len(self.bands)
         image = fit_to_shape(image, height, width)
         return image[:n].copy(), image[n:].copy()

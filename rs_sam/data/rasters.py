@@ -19,7 +19,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
-from rs_sam.errors import InputRasterError, RasterNotFoundError
+from rs_sam.errors import InputRasterError, RasterNotFoundError, RemoteInputError
 
 #: Anything a user may pass for one date: a path, or single-band paths to stack.
 DateInput = str | Path | Sequence[str | Path]
@@ -53,9 +53,14 @@ def parse_date_input(value: DateInput) -> list[Path]:
 
     Accepts a path, a comma-separated list of paths, a folder (its ``*.tif``/``*.tiff``
     files in name order) or a sequence of paths.
+
+    Raises:
+        RemoteInputError: a path is a URL (``https://...``): not supported yet.
+        RasterNotFoundError: nothing to read.
     """
     if isinstance(value, str | Path):
         text = str(value)
+        RemoteInputError.check(text, "input raster")
         if "," in text:
             paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
         elif Path(text).is_dir():
@@ -68,6 +73,8 @@ def parse_date_input(value: DateInput) -> list[Path]:
             paths = [Path(text)]
     else:
         paths = [Path(p) for p in value]
+    for path in paths:
+        RemoteInputError.check(path, "input raster")
     if not paths:
         raise RasterNotFoundError("no input raster given; pass a raster path")
     return paths

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import numpy as np
 from affine import Affine
 
-from rs_sam.data.grid import ChipWindow, RasterGrid
+from rs_sam.data.grid import ChipWindow, RasterGrid, overview_steps
 from rs_sam.data.image_files import pixel_grid, read_image
 from rs_sam.data.pair import SceneRaster, fit_to_shape
+from rs_sam.data.pixel_reads import read_pixels
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit
 from rs_sam.errors import InputRasterError
 
@@ -100,7 +101,7 @@ class Scene:
 
     def read_chip(self, window: ChipWindow) -> ChipImage:
         """One chip; parts past the raster's edge are padding (invalid, zero)."""
-        image = self._read(self.grid.window_transform(window), window.size, window.size, 1)
+        image = self._read(self.grid.window_transform(window), window.size, window.size)
         valid = self._valid(image)
         rows = max(0, min(window.size, self.grid.height - window.row_off))
         cols = max(0, min(window.size, self.grid.width - window.col_off))
@@ -111,11 +112,11 @@ class Scene:
 
     def read_overview(self, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """The whole raster decimated to at most ``max_side`` pixels a side: (image, valid)."""
-        factor = max(1, math.ceil(max(self.grid.width, self.grid.height) / max_side))
-        width = math.ceil(self.grid.width / factor)
-        height = math.ceil(self.grid.height / factor)
-        transform = self.grid.transform @ Affine.scale(factor)
-        image = self._read(transform, width, height, factor)
+        step_x, step_y = overview_steps(self.grid, max_side)
+        width = math.ceil(self.grid.width / step_x)
+        height = math.ceil(self.grid.height / step_y)
+        transform = self.grid.transform @ Affine.scale(step_x, step_y)
+        image = self._read(transform, width, height, (step_x, step_y))
         valid = self._valid(image)
         if not valid.any():
             raise InputRasterError(
@@ -123,16 +124,20 @@ class Scene:
             )
         return image, valid
 
-    def _read(self, transform: Affine, width: int, height: int, factor: int) -> np.ndarray:
-        """(C, height, width) float32 from the pixel grid starting at ``transform``."""
-        res_x, res_y = self.grid.res[0] * factor, self.grid.res[1] * factor
+    def _read(
+        self, transform: Affine, width: int, height: int, steps: tuple[int, int] = (1, 1)
+    ) -> np.ndarray:
+        """(C, height, width) float32 from the pixel grid starting at ``transform``.
+
+        ``steps`` are the decimation in columns and rows (1: the file's own pixels).
+        """
+        res_x, res_y = self.grid.res[0] * steps[0], self.grid.res[1] * steps[1]
         left, top = transform.c, transform.f
         query = (
             slice(left, left + width * res_x, res_x),
             slice(top - height * res_y, top, res_y),
         )
-        sample: dict[str, Any] = self.dataset[query]
-        image = sample["image"].numpy().astype(np.float32, copy=False)
+        image = read_pixels(self.dataset, query, [self.info], self.info.crs)
         return fit_to_shape(image, height, width)
 
     def _valid(self, image: np.ndarray) -> np.ndarray:

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from rs_sam.data.bands import parse_bands
-from rs_sam.data.grid import check_chip_geometry
+from rs_sam.data.grid import RasterGrid, check_chip_geometry
 from rs_sam.errors import ConfigError
+from rs_sam.inference.chip_size import capped_chip_size, check_chip_memory
+from rs_sam.models.encoders.registry import ENCODERS
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
 from rs_sam.options import DEFAULT_CHIP_SIZE, PATH_KINDS, SHARED, SHARED_DEFAULTS, Command
@@ -77,12 +79,34 @@ class SharedSettings:
         """Fields that must lie in [0, 1]."""
         return ("pred_iou_thresh", "stability_thresh")
 
-    def tiling(self, model_chip_size: int | None = None) -> tuple[int, int]:
-        """(chip size, overlap) after defaults: 1024 or the model's chip, overlap a fraction."""
+    def tiling(
+        self, model_chip_size: int | None = None, *, grid: RasterGrid | None = None
+    ) -> tuple[int, int]:
+        """(chip size, overlap) after defaults: 1024 or the model's chip, overlap a fraction.
+
+        With the run's ``grid``, a chip larger than the grid is capped (see
+        :func:`~rs_sam.inference.chip_size.capped_chip_size`; at least the model's input).
+        A chip whose memory would exceed the machine's is refused.
+
+        Raises:
+            ConfigError: an overlap too large for the chip, or a chip too large for memory.
+        """
         chip = self.chip_size or model_chip_size or DEFAULT_CHIP_SIZE
         overlap = self.overlap if self.overlap is not None else chip // self.overlap_divisor
         check_chip_geometry(chip, overlap)
+        if grid is not None:
+            capped = capped_chip_size(chip, grid, model_chip_size or self._model_input())
+            if capped < chip:  # one chip covers the grid: its overlap only shapes weights
+                chip = capped
+                default = self.overlap is None
+                overlap = chip // self.overlap_divisor if default else min(overlap, (chip - 1) // 2)
+        check_chip_memory(chip)
         return chip, overlap
+
+    def _model_input(self) -> int:
+        """Side of the encoder's square input (the default chip for an unknown name)."""
+        spec = ENCODERS.get(self.encoder)
+        return spec.input_size if spec is not None else DEFAULT_CHIP_SIZE
 
     def recipe(self, head: str | Path | None = None) -> ModelRecipe:
         """The run's model: these settings' encoder, adapter and device (and a trained head)."""

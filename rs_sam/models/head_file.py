@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from rs_sam.checkpoints import TRUSTED_HEAD, file_sha256, read_torch_file
-from rs_sam.errors import CheckpointError, CheckpointNotFoundError
+from rs_sam.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    ModelFileNotFoundError,
+    RemoteInputError,
+)
 from rs_sam.models.encoders import (
     FrozenEncoder,
     RandomWeightsWarning,
@@ -120,12 +125,14 @@ def read_head_checkpoint(path: str | Path) -> tuple[HeadMetadata, dict[str, Any]
     """Metadata, hyperparameters and state dict of a checkpoint written by ``rs-sam train``.
 
     Raises:
-        CheckpointNotFoundError: the file does not exist.
+        ModelFileNotFoundError: the file does not exist (bad input, exit 2).
+        RemoteInputError: ``path`` is a URL.
         CheckpointError: not a checkpoint, unsafe to load, or without rs-sam metadata.
     """
+    RemoteInputError.check(path, "model checkpoint")
     path = Path(path)
     if not path.is_file():
-        raise CheckpointNotFoundError(f"model checkpoint {path} does not exist; check the path")
+        raise ModelFileNotFoundError(f"model checkpoint {path} does not exist; check the path")
     content = read_torch_file(path, kind="rs-sam model checkpoint", trusted=TRUSTED_HEAD)
     if not isinstance(content, dict) or CHECKPOINT_KEY not in content:
         raise CheckpointError(

@@ -35,7 +35,9 @@ from rs_sam.vector.area import areas_m2
 #: Output columns, in order (``geometry`` last).
 COLUMNS = ("id", "area_m2", "score_mean", "score_max")
 
-_MIN_AREA_RE = re.compile(r"^\s*((?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(px|m2|m²)?\s*$", re.I)
+_MIN_AREA_RE = re.compile(
+    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)\s*(px|m2|m²)?\s*$", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class MinArea:
                 "or '200m2' (square metres)"
             )
         unit = (match.group(2) or "px").lower()
+        if float(match.group(1)) < 0:
+            raise ConfigError(
+                f"min_area {text!r} must be positive (0 keeps every polygon); use e.g. '50px' "
+                "or '200m2'"
+            )
         return cls(float(match.group(1)), "px" if unit == "px" else "m2")
 
 

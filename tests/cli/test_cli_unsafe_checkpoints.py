@@ -115,3 +115,10 @@ def test_model_that_contains_code(tmp_path: Path, image: Path, command: str) -> 
     code, text = run(command, *inputs, "-o", out, "--model", path, "-q")
     assert_says_code(error_line(code, text), path, "a .ckpt written by rs-sam train")
     assert not out.exists() and not (tmp_path / "pwned").exists()
+
+
+def test_a_missing_checkpoint_file_is_bad_input(tmp_path: Path, image: Path) -> None:
+    out = tmp_path / "o.gpkg"
+    code, text = run("segment", image, "-o", out, "--checkpoint", tmp_path / "gone.pth", "-q")
+    line = error_line(code, text)  # exit 2: a file the user named, not a missing download
+    assert "gone.pth does not exist" in line and not out.exists()

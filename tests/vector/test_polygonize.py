@@ -167,6 +167,14 @@ def test_min_area_parse():
         MinArea(1.0, "ha")  # type: ignore[arg-type]
 
 
+def test_a_negative_min_area_must_be_positive_not_misunderstood():
+    for negative in ["-5m2", "-3", " -0.5 px", "-1e3m2"]:
+        with pytest.raises(ConfigError, match=r"must be positive \(0 keeps every polygon\)"):
+            MinArea.parse(negative)
+    assert MinArea.parse("+5m2") == MinArea(5.0, "m2")
+    assert MinArea.parse("0") == MinArea(0.0, "px")
+
+
 def test_geographic_crs_gives_plausible_square_metres(tmp_path: Path):
     transform = Affine(1e-4, 0.0, 10.0, 0.0, -1e-4, 45.01)  # ~7.9 m x 11.1 m pixels at 45 N
     mask = disc(100, 100, 50, 50, 35)

@@ -24,7 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from rs_sam.checkpoints import TRUSTED_ADAPTER, compare_keys, read_torch_file
-from rs_sam.errors import CheckpointError, CheckpointNotFoundError, ConfigError, OutputPathError
+from rs_sam.errors import (
+    CheckpointError,
+    ConfigError,
+    ModelFileNotFoundError,
+    OutputPathError,
+    RemoteInputError,
+)
 from rs_sam.models.encoders.base import FrozenEncoder
 from rs_sam.models.encoders.registry import encoder_fingerprint
 from rs_sam.models.lora.inject import apply_lora
@@ -141,8 +147,9 @@ _REQUIRED = ("format", "base_encoder", "base_weights", "base_sha256", "tiny", "s
 
 
 def _load_content(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    RemoteInputError.check(path, "LoRA adapter")
     if not path.is_file():
-        raise CheckpointNotFoundError(f"LoRA adapter {path} does not exist; check the path")
+        raise ModelFileNotFoundError(f"LoRA adapter {path} does not exist; check the path")
     content = read_torch_file(path, kind="LoRA adapter", trusted=TRUSTED_ADAPTER)
     record = content.get(ADAPTER_KEY) if isinstance(content, dict) else None
     if not isinstance(record, dict):
@@ -175,7 +182,7 @@ def read_adapter_metadata(path: str | Path) -> dict[str, Any]:
     Use it to build the matching encoder before :func:`load_adapter`.
 
     Raises:
-        CheckpointNotFoundError, CheckpointError: Missing, damaged or non-adapter file.
+        ModelFileNotFoundError, CheckpointError: Missing, damaged or non-adapter file.
     """
     record, _ = _load_content(Path(path))
     return dict(record)
@@ -241,7 +248,7 @@ def load_adapter(
         The adapter's :class:`LoraSettings`.
 
     Raises:
-        CheckpointNotFoundError: No such file.
+        ModelFileNotFoundError: No such file (bad input, exit 2).
         CheckpointError: Damaged or foreign file, another base encoder/checkpoint, or tensors
             that do not match the injected LoRA.
         ConfigError: The encoder already carries a different or merged LoRA.
