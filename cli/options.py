@@ -30,14 +30,21 @@ class RsSamCommandError(click.ClickException):
 
 
 def handle_errors(func: F) -> F:
-    """Turn :class:`~rs_sam.errors.RsSamError` into a one-line message and exit code."""
+    """Turn :class:`~rs_sam.errors.RsSamError` into a one-line message and exit code.
+
+    Ctrl-C (SIGINT) is the tool's own cancellation: the run's temporaries are removed on
+    the way out, and the command exits 130 with one line, not click's "Aborted!".
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rs_sam.errors import RsSamError
+        from rs_sam.errors import RsSamError, RunCancelled
 
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            cancelled = RunCancelled("cancelled; no output was written")
+            raise RsSamCommandError(str(cancelled), cancelled.exit_code) from interrupt
         except RsSamError as err:
             raise RsSamCommandError(str(err), err.exit_code) from err
 

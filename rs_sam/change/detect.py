@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +27,10 @@ from rs_sam.inference.classes import write_class_raster
 from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
 from rs_sam.inference.jobs import ChipJobCache, ChipTask
 from rs_sam.inference.mosaic import ProbabilityMosaic
-from rs_sam.inference.raster_io import check_raster_output
+from rs_sam.inference.outputs import RunOutputs
 from rs_sam.models.encoders import get_encoder
 from rs_sam.models.trained import head_metadata
-from rs_sam.vector.io import check_output_path, write_vectors
+from rs_sam.vector.io import write_vector_file
 from rs_sam.vector.polygonize import polygonize_probability
 from rs_sam.vector.zonal import majority_class
 
@@ -105,14 +103,13 @@ def detect_change(
         )
     if save_latent is not None and not settings.semantic:
         raise ConfigError("--save-latent needs --semantic (latent classes come with --model)")
-    output = check_output_path(Path(output), overwrite=overwrite)
-    probability_path = check_raster_output(
-        save_probability, overwrite=overwrite, what="probability raster"
-    )
-    latent_path = check_raster_output(save_latent, overwrite=overwrite, what="latent-class raster")
+    outputs = RunOutputs(overwrite=overwrite)
+    output = outputs.vector(output)
+    probability_path = outputs.raster(save_probability, what="probability raster")
+    latent_path = outputs.raster(save_latent, what="latent-class raster")
 
-    with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
-        workdir = Path(tmp)
+    with outputs.staging() as stage:
+        workdir = stage.workdir
         resolve_device(settings.device)  # an unknown device fails before any data is read
         info_a = open_date(a, workdir=workdir)
         info_b = open_date(b, workdir=workdir)
@@ -121,7 +118,7 @@ def detect_change(
         bands = select_bands([info_a, info_b], settings.bands or (head.bands if head else None))
         pair = BitemporalPair(info_a, info_b, bands=bands, nodata=settings.nodata)
         stretch = JointStretch.fit(pair)
-        chip_size, overlap = settings.tiling(head.chip_size if head else None)
+        chip_size, overlap = settings.tiling(head.chip_size if head else None, grid=pair.grid)
         task: ChipTask[ChipScore] = (
             TrainedChangeTask(semantic=settings.semantic)
             if head is not None
@@ -160,7 +157,13 @@ def detect_change(
                 description="detect-change",
                 on_progress=on_progress,
             )
-            blended = {name: m.finalize(workdir / f"{name}.tif") for name, m in mosaics.items()}
+            saved = {"probability": probability_path}
+            blended = {
+                name: m.finalize(
+                    stage.path(saved[name]) if saved.get(name) else workdir / f"{name}.tif"
+                )
+                for name, m in mosaics.items()
+            }
 
         polygons = polygonize_probability(
             blended["probability"],
@@ -168,7 +171,7 @@ def detect_change(
             min_area=settings.min_area,
             simplify=settings.simplify,
         )
-        classes_path = workdir / "latent_classes.tif"
+        classes_path = stage.path(latent_path) if latent_path else workdir / "latent_classes.tif"
         if settings.semantic:
             write_class_raster(
                 [blended["latent_a"], blended["latent_b"]],
@@ -177,11 +180,7 @@ def detect_change(
             )
             polygons["class_a"] = majority_class(polygons, classes_path, band=1)
             polygons["class_b"] = majority_class(polygons, classes_path, band=2)
-        write_vectors(polygons, output, overwrite=overwrite)
-        if probability_path is not None:
-            shutil.move(str(blended["probability"]), probability_path)
-        if latent_path is not None:
-            shutil.move(str(classes_path), latent_path)
+        write_vector_file(polygons, stage.path(output))
 
     return ChangeResult(
         output=output,

@@ -35,16 +35,26 @@ def block_windows(width: int, height: int, size: int = 1024) -> Iterator[Window]
 
 
 def check_raster_output(path: str | Path | None, *, overwrite: bool, what: str) -> Path | None:
-    """An optional GeoTIFF output checked before any work: suffix, folder, existing file."""
+    """An optional GeoTIFF output checked before any work: suffix, folder, existing file.
+
+    Returns:
+        ``path`` with ``~`` expanded, or None for None.
+    """
     if path is None:
         return None
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.suffix.lower() not in {".tif", ".tiff"}:
         raise OutputPathError(f"{what} {path} must end in .tif; rename it")
     if not path.parent.is_dir():
         raise OutputPathError(
             f"folder {path.parent} for {path.name} does not exist; create it first"
         )
-    if path.exists() and not overwrite:
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"folder {path.parent} for {path.name} is not writable; choose another folder"
+        )
+    if path.is_dir():
+        raise OutputPathError(f"{what} {path} is a folder; give a file name ending in .tif")
+    if os.path.lexists(path) and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
     return path

@@ -25,6 +25,7 @@ from rs_sam.devices import resolve_device
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
 from rs_sam.inference.jobs import ChipJobCache
+from rs_sam.inference.outputs import RunOutputs
 from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.recipe import build_encoder
@@ -33,7 +34,7 @@ from rs_sam.segmentation.merge import MergedObject, merge_objects
 from rs_sam.segmentation.objects import ChipObject, MaskGenerator, SamMaskGenerator
 from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
-from rs_sam.vector.io import check_output_path, write_vectors
+from rs_sam.vector.io import write_vector_file
 from rs_sam.vector.polygonize import MinArea
 
 COLUMNS = ["id", "score", "stability", "area_m2", "geometry"]
@@ -88,14 +89,16 @@ def segment_anything(
     settings = settings or SegmentSettings()
     if generator is None:
         check_sam(settings)  # an unusable encoder fails before any data is read
-    output = check_output_path(Path(output), overwrite=overwrite)
+    outputs = RunOutputs(overwrite=overwrite)
+    output = outputs.vector(output)
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
     merged, chips = find_objects(
         scene, generator, settings, show_progress=show_progress, on_progress=on_progress
     )
     frame = objects_frame(merged, scene.grid, settings.min_area, settings.simplify)
-    write_vectors(frame, output, overwrite=overwrite)
+    with outputs.staging() as stage:
+        write_vector_file(frame, stage.path(output))
     return SegmentResult(
         output=output,
         chips=chips,
@@ -152,7 +155,7 @@ def find_objects(
     ``generator`` replaces SAM (default: built from ``settings`` once per ``cache``).
     """
     stretch = JointStretch.fit_scene(scene)
-    windows = chip_windows(scene.grid, *settings.tiling())
+    windows = chip_windows(scene.grid, *settings.tiling(grid=scene.grid))
     task = SamObjectsTask(scene.grid, settings.proposals, settings.hq, generator)
     jobs = chip_jobs(windows, scene.source, stretch, settings.recipe(), task)
     cache = ChipJobCache() if cache is None else cache

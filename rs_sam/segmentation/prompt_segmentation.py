@@ -25,6 +25,7 @@ from rs_sam.data.scene import Scene
 from rs_sam.errors import ConfigError
 from rs_sam.inference.engine import ProgressCallback, run_chips
 from rs_sam.inference.jobs import ChipJob, ChipJobCache
+from rs_sam.inference.outputs import RunOutputs
 from rs_sam.models.decoding import hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.segmentation.anything import SegmentResult, check_sam
@@ -33,7 +34,7 @@ from rs_sam.segmentation.prompted import Multimask
 from rs_sam.segmentation.prompts import Prompt, PromptWarning, prompt_window, read_prompts
 from rs_sam.segmentation.settings import SegmentSettings
 from rs_sam.vector.area import areas_m2
-from rs_sam.vector.io import check_output_path, write_vectors
+from rs_sam.vector.io import write_vector_file
 
 COLUMNS = ["id", "prompt_id", "mask_index", "score", "area_m2", "geometry"]
 #: Default pixels of image around a prompt on the chip it is decoded on.
@@ -79,7 +80,8 @@ def segment_prompts(
         raise ConfigError(
             "HQ-SAM decoding gives one mask per prompt; use --multimask best with --hq/--hq-only"
         )
-    output = check_output_path(Path(output), overwrite=overwrite)
+    outputs = RunOutputs(overwrite=overwrite)
+    output = outputs.vector(output)
     info = open_date(image)
     scene = Scene(info, bands=select_bands([info], settings.bands), nodata=settings.nodata)
     found = read_prompts(prompts, scene.grid)
@@ -91,7 +93,7 @@ def segment_prompts(
 
     # Prompts whose chips coincide share one embedding.
     by_window: dict[ChipWindow, list[Prompt]] = {}
-    chip_size, _ = settings.tiling()
+    chip_size, _ = settings.tiling(grid=scene.grid)
     for prompt in found:
         window = prompt_window(prompt, scene.grid, chip_size, context=context)
         by_window.setdefault(window, []).append(prompt)
@@ -130,7 +132,8 @@ def segment_prompts(
             stacklevel=2,
         )
     frame = _frame(rows, scene.grid.crs)
-    write_vectors(frame, output, overwrite=overwrite)
+    with outputs.staging() as stage:
+        write_vector_file(frame, stage.path(output))
     return SegmentResult(
         output=output,
         chips=len(windows),

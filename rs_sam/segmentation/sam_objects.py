@@ -30,9 +30,10 @@ from rs_sam.data.grid import RasterGrid
 from rs_sam.data.image_files import IMAGE_SUFFIXES, read_image
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit, open_date
 from rs_sam.data.scene import ChipSource, ImageScene, ImageSource, Scene
-from rs_sam.errors import InputRasterError, OutputExistsError, OutputPathError
+from rs_sam.errors import InputRasterError, OutputPathError
 from rs_sam.inference.engine import ProgressCallback
 from rs_sam.inference.jobs import ChipJobCache
+from rs_sam.inference.outputs import RunOutputs, Staging
 from rs_sam.inference.raster_io import atomic_path
 from rs_sam.segmentation.anything import check_sam, find_objects, objects_frame
 from rs_sam.segmentation.objects import MaskGenerator
@@ -80,13 +81,33 @@ def sam_objects(
     started = time.perf_counter()
     settings = settings or SegmentSettings()
     source = Path(source)
-    jobs = list(_jobs(source, Path(objects_out), boundary_out and Path(boundary_out)))
-    for _, objects_path, boundary_path in jobs:
-        for path in (objects_path, boundary_path):
-            if path is not None and path.exists() and not overwrite:
-                raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    outputs = RunOutputs(overwrite=overwrite)
     if generator is None:
         check_sam(settings)  # an unusable encoder fails before any data is read
+    try:
+        jobs = list(_jobs(source, Path(objects_out), boundary_out and Path(boundary_out), outputs))
+    except BaseException:
+        outputs.abandon()  # the output folders it made
+        raise
+    with outputs.staging() as stage:
+        count = _write_maps(jobs, stage, settings, generator, show_progress, on_progress)
+    return ObjectMapsResult(
+        objects=[o for _, o, _ in jobs],
+        boundaries=[b for _, _, b in jobs if b is not None],
+        count=count,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _write_maps(
+    jobs: Sequence[tuple[Path, Path, Path | None]],
+    stage: Staging,
+    settings: SegmentSettings,
+    generator: MaskGenerator | None,
+    show_progress: bool,
+    on_progress: ProgressCallback | None,
+) -> int:
+    """Each image's object (and boundary) maps, staged; returns the objects painted."""
     cache = ChipJobCache()  # one model for every image
     count = 0
     for image, objects_path, boundary_path in jobs:
@@ -103,14 +124,15 @@ def sam_objects(
         order = np.argsort(-frame.area.to_numpy(), kind="stable")  # largest painted first
         shapes = list(zip(frame.geometry.iloc[order], frame["id"].iloc[order], strict=True))
         georeferenced = isinstance(scene, Scene)
-        write_object_maps(shapes, scene.grid, objects_path, boundary_path, georeferenced)
+        write_object_maps(
+            shapes,
+            scene.grid,
+            stage.path(objects_path),
+            stage.path(boundary_path) if boundary_path is not None else None,
+            georeferenced,
+        )
         count += len(frame)
-    return ObjectMapsResult(
-        objects=[o for _, o, _ in jobs],
-        boundaries=[b for _, _, b in jobs if b is not None],
-        count=count,
-        seconds=time.perf_counter() - started,
-    )
+    return count
 
 
 def write_object_maps(
@@ -198,16 +220,16 @@ def boundaries(ids: np.ndarray) -> np.ndarray:
 
 
 def _jobs(
-    source: Path, objects_out: Path, boundary_out: Path | None
+    source: Path, objects_out: Path, boundary_out: Path | None, outputs: RunOutputs
 ) -> Iterator[tuple[Path, Path, Path | None]]:
-    """(image, object map, boundary map) for a raster or for every image of a folder."""
+    """(image, object map, boundary map) for a raster or for every image of a folder.
+
+    Every output is checked and registered with ``outputs`` (output folders are made).
+    """
     if not source.is_dir():
-        for out in (objects_out, boundary_out):
-            if out is not None and out.suffix.lower() not in (".tif", ".tiff"):
-                raise OutputPathError(f"{out} must end in .tif for a single raster; rename it")
-            if out is not None and not out.parent.is_dir():
-                raise OutputPathError(f"folder {out.parent} does not exist; create it first")
-        yield source, objects_out, boundary_out
+        objects = outputs.raster(objects_out, what="object map")
+        boundary = outputs.raster(boundary_out, what="boundary map")
+        yield source, objects, boundary  # type: ignore[misc]  # objects_out is not None
         return
     images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
@@ -215,16 +237,20 @@ def _jobs(
             f"{source} holds no image ({', '.join(IMAGE_SUFFIXES)}); pass a raster or a folder "
             "of images"
         )
-    for out in (objects_out, boundary_out):
-        if out is not None:
-            if out.resolve() == source.resolve():
-                raise OutputPathError(f"{out} is the input folder; write the maps elsewhere")
-            out.mkdir(parents=True, exist_ok=True)
+    folders: list[Path | None] = []
+    for out, what in ((objects_out, "object map folder"), (boundary_out, "boundary map folder")):
+        if out is not None and out.resolve() == source.resolve():
+            raise OutputPathError(f"{out} is the input folder; write the maps elsewhere")
+        folders.append(None if out is None else outputs.folder(out, what))
+    objects_folder, boundary_folder = folders
     for image in images:
+        name = f"{image.stem}.tif"
         yield (
             image,
-            objects_out / f"{image.stem}.tif",
-            boundary_out / f"{image.stem}.tif" if boundary_out is not None else None,
+            outputs.raster(objects_folder / name, what="object map"),  # type: ignore[operator,misc]
+            outputs.raster(boundary_folder / name, what="boundary map")
+            if boundary_folder is not None
+            else None,
         )
 
 

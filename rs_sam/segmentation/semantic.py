@@ -9,8 +9,6 @@ per-class probabilities.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,13 +27,13 @@ from rs_sam.inference.classes import write_class_raster, write_class_scores
 from rs_sam.inference.engine import ProgressCallback, chip_jobs, run_chips
 from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.inference.mosaic import ProbabilityMosaic
-from rs_sam.inference.raster_io import check_raster_output
+from rs_sam.inference.outputs import RunOutputs
 from rs_sam.models.recipe import ModelRecipe
 from rs_sam.models.trained import TrainedSegmentModel, head_metadata, load_segment_model
 from rs_sam.segmentation.anything import SegmentResult
 from rs_sam.segmentation.chip_tasks import SemanticTask
 from rs_sam.segmentation.settings import SegmentSettings
-from rs_sam.vector.io import check_output_path, write_vectors
+from rs_sam.vector.io import write_vector_file
 from rs_sam.vector.polygonize import polygonize_probability
 
 COLUMNS = ["id", "class_id", "class_name", "area_m2", "score_mean", "geometry"]
@@ -72,11 +70,10 @@ def segment_semantic(
     """
     started = time.perf_counter()
     settings = settings or SegmentSettings()
-    output = check_output_path(Path(output), overwrite=overwrite)
-    classes_path = check_raster_output(save_classes, overwrite=overwrite, what="class raster")
-    probability_path = check_raster_output(
-        save_probability, overwrite=overwrite, what="probability raster"
-    )
+    outputs = RunOutputs(overwrite=overwrite)
+    output = outputs.vector(output)
+    classes_path = outputs.raster(save_classes, what="class raster")
+    probability_path = outputs.raster(save_probability, what="probability raster")
     resolve_device(settings.device)  # an unknown device fails before any data is read
     head = head_metadata(model, "segment")[0]
     table = ClassTable.from_config(head.class_table)  # type: ignore[arg-type]
@@ -84,15 +81,15 @@ def segment_semantic(
     bands = select_bands([info], settings.bands or head.bands)
     scene = Scene(info, bands=bands, nodata=settings.nodata)
     stretch = JointStretch.fit_scene(scene)
-    chip_size, overlap = settings.tiling(head.chip_size)
+    chip_size, overlap = settings.tiling(head.chip_size, grid=scene.grid)
     windows = chip_windows(scene.grid, chip_size, overlap)
     recipe = ModelRecipe(head.encoder, device=settings.device, head=Path(model))
     jobs = chip_jobs(windows, scene.source, stretch, recipe, SemanticTask())
     cache = ChipJobCache()
     cache.add_reader(scene.source, scene)
 
-    with tempfile.TemporaryDirectory(prefix=".rs-sam-", dir=output.parent) as tmp:
-        workdir = Path(tmp)
+    with outputs.staging() as stage:
+        workdir = stage.workdir
         with ProbabilityMosaic(
             scene.grid,
             chip_size=chip_size,
@@ -108,7 +105,9 @@ def segment_semantic(
                 description="segment",
                 on_progress=on_progress,
             )
-            probabilities = mosaic.finalize(workdir / "probability.tif")
+            probabilities = mosaic.finalize(
+                stage.path(probability_path) if probability_path else workdir / "probability.tif"
+            )
         scores = write_class_scores(probabilities, workdir / "scores.tif")
         frames = []
         for class_id, name in enumerate(table.names):
@@ -122,13 +121,14 @@ def segment_semantic(
             frames.append(found.assign(class_id=class_id, class_name=name))
         frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=scene.grid.crs)
         frame["id"] = np.arange(1, len(frame) + 1, dtype=np.int64)
-        write_vectors(frame[COLUMNS], output, overwrite=overwrite)
+        write_vector_file(frame[COLUMNS], stage.path(output))
         if classes_path is not None:
             write_class_raster(
-                [probabilities], classes_path, descriptions=["class"], colormap=table.colormap()
+                [probabilities],
+                stage.path(classes_path),
+                descriptions=["class"],
+                colormap=table.colormap(),
             )
-        if probability_path is not None:
-            shutil.move(str(probabilities), probability_path)
     return SegmentResult(
         output=output,
         chips=len(windows),

@@ -3,7 +3,9 @@
 :func:`check_output_path` runs before any work, so a bad path fails in a second, not after
 an hour of inference. :func:`write_vectors` writes to a hidden temporary name in the
 destination folder and renames it into place, so a crash never leaves a half-written file
-and an existing output is only replaced by a complete one.
+and an existing output is only replaced by a complete one. Pipelines write several outputs
+and publish them together (:mod:`rs_sam.inference.outputs`); they write with
+:func:`write_vector_file`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
 _SHAPEFILE_SIDECARS = (".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml")
 
 
-def _members(path: Path) -> list[Path]:
+def dataset_members(path: Path) -> list[Path]:
     """The files that make up the dataset at ``path`` (a shapefile is several)."""
     if path.suffix.lower() != ".shp":
         return [path]
@@ -67,7 +69,7 @@ def check_output_path(path: Path, *, overwrite: bool) -> Path:
             f"output '{path}' is a folder; give a file name such as {path}/result{suffix}"
         )
     if not overwrite:
-        for member in _members(path):
+        for member in dataset_members(path):
             if member.exists():
                 raise OutputExistsError(f"output '{member}' exists; pass --overwrite to replace it")
     return path
@@ -93,34 +95,46 @@ def write_vectors(
     """
     path = check_output_path(path, overwrite=overwrite)
     suffix = path.suffix.lower()
-    driver = SUPPORTED_SUFFIXES[suffix]
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{suffix}")
     try:
-        if driver == "GeoParquet":
-            gdf.to_parquet(tmp, index=False)
-        else:
-            options: dict[str, object] = {}
-            if len(gdf) == 0:
-                options["geometry_type"] = "Polygon"  # nothing to infer it from
-            if driver != "ESRI Shapefile":  # a shapefile's layer is always its file name
-                options["layer"] = layer or path.stem
-            gdf.to_file(tmp, driver=driver, engine="pyogrio", index=False, **options)
+        write_vector_file(gdf, tmp, layer=layer or path.stem)
         written = [
             (src, dst)
-            for src, dst in zip(_members(tmp), _members(path), strict=True)
+            for src, dst in zip(dataset_members(tmp), dataset_members(path), strict=True)
             if src.exists()
         ]
         # Sidecars first, main file last: a reader that sees the .shp sees a complete set.
         for src, dst in reversed(written):
             os.replace(src, dst)
         new = {dst for _, dst in written}
-        for stale in _members(path):
+        for stale in dataset_members(path):
             if stale not in new:
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
     except BaseException:
-        for member in _members(tmp):
+        for member in dataset_members(tmp):
             with contextlib.suppress(OSError):
                 member.unlink()
         raise
+    return path
+
+
+def write_vector_file(gdf: gpd.GeoDataFrame, path: Path, *, layer: str | None = None) -> Path:
+    """Write ``gdf`` straight to ``path`` (a temporary name) in the format its suffix names.
+
+    An empty frame still gives a valid, empty Polygon layer; GeoPackage and GeoJSON layers
+    are named ``layer`` or the file's stem. No checks and no clean-up: callers write to a
+    temporary name and publish it (:func:`write_vectors`, :mod:`rs_sam.inference.outputs`).
+    """
+    path = Path(path)
+    driver = SUPPORTED_SUFFIXES[path.suffix.lower()]
+    if driver == "GeoParquet":
+        gdf.to_parquet(path, index=False)
+        return path
+    options: dict[str, object] = {}
+    if len(gdf) == 0:
+        options["geometry_type"] = "Polygon"  # nothing to infer it from
+    if driver != "ESRI Shapefile":  # a shapefile's layer is always its file name
+        options["layer"] = layer or path.stem
+    gdf.to_file(path, driver=driver, engine="pyogrio", index=False, **options)
     return path

@@ -94,6 +94,7 @@ def test_unreadable_pixels_name_the_file_and_window(
 
 
 @pytest.mark.parametrize("shape", [(1, 3000), (7, 5)])
+@pytest.mark.slow
 def test_thin_and_tiny_pairs_are_compared(shape, tmp_path: Path, tiny_encoder) -> None:
     a = write_raster(tmp_path / "a.tif", _rgb(*shape))
     b = write_raster(tmp_path / "b.tif", _rgb(*shape, seed=1))
@@ -107,6 +108,7 @@ def test_thin_and_tiny_pairs_are_compared(shape, tmp_path: Path, tiny_encoder) -
 
 
 @pytest.mark.parametrize("shape", [(1, 3000), (7, 5)])
+@pytest.mark.slow
 def test_thin_and_tiny_rasters_are_segmented(shape, tmp_path: Path, tiny_encoder) -> None:
     image = write_raster(tmp_path / "a.tif", _rgb(*shape))
     result = invoke("segment", image, "-o", tmp_path / "out.gpkg", *FAST)
@@ -200,11 +202,6 @@ def test_a_chip_beyond_the_machine_memory_is_refused(
             ("chip size 4096 needs about 1.5 GiB", "1.0 GiB", "at most 3328"))  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the pipelines to pass their grid: settings.tiling(..., grid=pair.grid) "
-    "(K1's change/detect.py and segmentation/*.py); remove this mark once they do",
-)
 def test_a_chip_larger_than_the_raster_is_capped(
     files: dict[str, Path], tmp_path: Path, tiny_encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
