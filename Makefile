@@ -16,7 +16,7 @@ QGIS_PYTHON ?= /usr/bin/python3
 QGIS_VENV ?= .venv-qgis
 QGIS_PINS ?= 'attrs>=23.2' 'matplotlib>=3.9' 'scipy>=1.13'
 
-.PHONY: install demo test test-qgis bench clean
+.PHONY: install demo test test-fast test-qgis bench clean
 
 install: $(VENV)/.installed
 
@@ -36,10 +36,22 @@ demo: install
 	$(BIN)/rs-sam detect-change $$pair -o $(OUT)/naip_changes.gpkg \
 		--save-probability $(OUT)/naip_change_score.tif --overwrite
 
+# `make test` runs everything in random order (pytest-randomly); the seed is printed first,
+# and `make test SEED=N` repeats an order. `make test-fast` leaves out the slow tier.
+ifndef SEED
+SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(10**6))')
+endif
+PYTEST_RANDOM = -p randomly --randomly-seed=$(SEED)
+
 test: install
-	$(BIN)/python -m pytest -q
+	@echo "random test order: SEED=$(SEED)"
+	$(BIN)/python -m pytest -q $(PYTEST_RANDOM)
 	@if $(QGIS_PYTHON) -c 'import qgis.core' 2>/dev/null; then $(MAKE) --no-print-directory test-qgis; \
 	else echo "QGIS tests skipped: $(QGIS_PYTHON) cannot import qgis.core (Debian: apt install python3-qgis)"; fi
+
+test-fast: install
+	@echo "random test order: SEED=$(SEED)"
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_RANDOM)
 
 $(QGIS_VENV)/.installed: pyproject.toml Makefile
 	$(QGIS_PYTHON) -m venv --system-site-packages $(QGIS_VENV)

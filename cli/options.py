@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,25 +31,43 @@ class RsSamCommandError(click.ClickException):
 
 
 def handle_errors(func: F) -> F:
-    """Turn :class:`~rs_sam.errors.RsSamError` into a one-line message and exit code.
+    """Every failure as one line on stderr with its exit code; ``-v`` also shows the traceback.
 
-    Ctrl-C (SIGINT) is the tool's own cancellation: the run's temporaries are removed on
-    the way out, and the command exits 130 with one line, not click's "Aborted!".
+    :class:`~rs_sam.errors.RsSamError` (bad input: 2, environment: 1) keeps its own code; any
+    other exception is an internal error (1). Ctrl-C (SIGINT) is the tool's own
+    cancellation: the run's temporaries are removed on the way out, and the command exits
+    130 with one line, not click's "Aborted!".
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rs_sam.errors import RsSamError, RunCancelled
 
+        verbose = bool(kwargs.get("verbose"))
         try:
             return func(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except KeyboardInterrupt as interrupt:
             cancelled = RunCancelled("cancelled; no output was written")
             raise RsSamCommandError(str(cancelled), cancelled.exit_code) from interrupt
         except RsSamError as err:
+            _show_traceback(verbose)
             raise RsSamCommandError(str(err), err.exit_code) from err
+        except Exception as err:
+            _show_traceback(verbose)
+            text = " ".join(str(err).split())[:300] or "no message"
+            hint = "" if verbose else "; run again with -v for the traceback"
+            raise RsSamCommandError(
+                f"internal error ({type(err).__name__}: {text}){hint}; please report it", 1
+            ) from err
 
     return wrapper  # type: ignore[return-value]
+
+
+def _show_traceback(verbose: bool) -> None:
+    if verbose:
+        click.echo(traceback.format_exc().rstrip(), err=True)
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:

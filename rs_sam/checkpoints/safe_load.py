@@ -20,7 +20,7 @@ from rs_sam.checkpoints.torch_file import (
     code_refusal,
     read_torch_file,
 )
-from rs_sam.errors import CheckpointError, CheckpointNotFoundError
+from rs_sam.errors import CheckpointError, ModelFileNotFoundError
 
 __all__ = [
     "TORCH_LOAD_ERRORS",
@@ -34,10 +34,10 @@ __all__ = [
 
 
 def existing_file(path: str | Path) -> Path:
-    """``path`` expanded, or CheckpointNotFoundError when it is not a file."""
+    """``path`` expanded; a file the user named that is missing is bad input (exit 2)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointNotFoundError(
+        raise ModelFileNotFoundError(
             f"checkpoint file {path} does not exist; pass the path of an existing file"
         )
     return path

@@ -11,35 +11,17 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-import torch
 from shapely.geometry import box
 
-from rs_sam.change import ChangeSettings, chip_tasks, detect
-from rs_sam.models import recipe
-from rs_sam.models.mask_proposals import MaskProposals
+from rs_sam.change import ChangeSettings, detect
 from tests.conftest import CHANGE_COLS, CHANGE_ROWS
-from tests.helpers.stand_ins import ColourEncoder
+from tests.helpers.stand_ins import use_transparent_model
 from tests.helpers.synthetic import ORIGIN
-
-
-def block_proposer(encoder, settings):
-    def propose(embedding: torch.Tensor) -> MaskProposals:
-        side, blocks = 64, 8
-        cell = side // blocks
-        masks = torch.zeros(blocks * blocks, side, side, dtype=torch.bool)
-        for i in range(blocks):
-            for j in range(blocks):
-                masks[i * blocks + j, i * cell : (i + 1) * cell, j * cell : (j + 1) * cell] = True
-        ones = torch.ones(len(masks))
-        return MaskProposals(masks, ones, ones)
-
-    return propose
 
 
 @pytest.fixture
 def transparent_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recipe, "load_encoder", lambda name, **kwargs: ColourEncoder())
-    monkeypatch.setattr(chip_tasks, "sam_proposer", block_proposer)
+    use_transparent_model(monkeypatch.setattr)
 
 
 def test_polygons_sit_on_the_painted_change(

@@ -11,8 +11,11 @@ import rasterio
 from affine import Affine
 from click.testing import CliRunner
 from rasterio.crs import CRS
+from shapely.geometry import box
 
 from rs_sam.cli.main import cli
+from tests.conftest import CHANGE_COLS, CHANGE_ROWS
+from tests.helpers.stand_ins import use_transparent_model
 from tests.helpers.synthetic import ORIGIN, texture, warp_to, write_raster
 
 FAST = ["--weights", "random", "--chip-size", "96", "--overlap", "16", "--points-per-side", "4",
@@ -24,8 +27,14 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith((".rs-sam", "out")))
+def listing(folder: Path) -> set[str]:
+    """Every file and folder under ``folder``, hidden ones (temporaries) included; the
+    cache folder ``home`` that some tests point RS_SAM_HOME at is left out."""
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.relative_to(folder).parts[0] != "home"
+    }
 
 
 def test_detect_change_writes_polygons_on_a_grid(
@@ -33,9 +42,11 @@ def test_detect_change_writes_polygons_on_a_grid(
 ) -> None:
     a, b = pair_paths
     out, prob = tmp_path / "out.gpkg", tmp_path / "score.tif"
+    before = listing(tmp_path)
     code, text = run("detect-change", a, b, "-o", out, "--save-probability", prob,
                      "--threshold", "1", *FAST)  # fmt: skip
     assert code == 0, text
+    assert listing(tmp_path) == before | {"out.gpkg", "score.tif"}  # no temporaries left
     polygons = gpd.read_file(out)
     assert list(polygons.columns) == ["id", "area_m2", "score_mean", "score_max", "geometry"]
     assert polygons.crs == CRS.from_epsg(32633)
@@ -50,16 +61,27 @@ def test_detect_change_writes_polygons_on_a_grid(
     xmin, ymin, xmax, ymax = polygons.total_bounds
     assert left <= xmin and xmax <= right and bottom <= ymin and ymax <= top
     assert (polygons.score_max >= 1 / 180).all()
-    assert leftovers(tmp_path) == ["out.gpkg"]
 
 
-def test_b_in_another_crs_gives_output_in_a_crs(tmp_path: Path, pair_paths, tiny_encoder) -> None:
+def test_b_in_another_crs_is_compared_on_a_grid(
+    tmp_path: Path, pair_paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_transparent_model(monkeypatch.setattr)  # polygons where the colour changed
     a, b = pair_paths
     b_wgs84 = warp_to(b, tmp_path / "b_4326.tif", CRS.from_epsg(4326))
     out = tmp_path / "out.geojson"
-    code, text = run("detect-change", a, b_wgs84, "-o", out, "--threshold", "1", *FAST)
+    code, text = run("detect-change", a, b_wgs84, "-o", out, "--threshold", "30", "--weights",
+                     "random", "--chip-size", "96", "--overlap", "16", "-q")  # fmt: skip
     assert code == 0, text
-    assert gpd.read_file(out).crs == CRS.from_epsg(32633)
+    polygons = gpd.read_file(out)
+    assert polygons.crs == CRS.from_epsg(32633)
+    # b, warped back onto a's grid, differs from a where the change was painted, and only there
+    left, top = ORIGIN * (CHANGE_COLS.start, CHANGE_ROWS.start)
+    right, bottom = ORIGIN * (CHANGE_COLS.stop, CHANGE_ROWS.stop)
+    painted = box(left, bottom, right, top)
+    detected = polygons.union_all()
+    assert detected.contains(painted.buffer(-130))  # within one 12 px mask block
+    assert painted.buffer(130).contains(detected)
 
 
 def test_uint16_multiband_with_nodata_border(tmp_path: Path, tiny_encoder) -> None:
@@ -139,12 +161,13 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     a, b = pair_paths
     args, expected = _bad_inputs(tmp_path, a, b)[case]
     monkeypatch.setenv("RS_SAM_HOME", str(tmp_path / "home"))
+    before = listing(tmp_path)
     code, text = run("detect-change", *args, "--weights", "random", "-q")
     assert code == 2, text
     lines = [line for line in text.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and expected in lines[0], text
     assert "Traceback" not in text
-    assert leftovers(tmp_path) == []
+    assert listing(tmp_path) == before
 
 
 class _RunsCode:
@@ -184,19 +207,21 @@ def test_bad_checkpoint_is_refused(
     monkeypatch.setenv("RS_SAM_OFFLINE", "1")
     extra, expected = _bad_checkpoint(tmp_path, kind)
     out = tmp_path / "out.gpkg"
+    before = listing(tmp_path)
     code, text = run("detect-change", a, b, "-o", out, "--weights", "official", *extra, "-q")
     assert code != 0, text
     lines = [line for line in text.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1 and expected in lines[0], text
     assert not (tmp_path / "pwned").exists()  # the pickle's code never ran
-    assert leftovers(tmp_path) == []
+    assert listing(tmp_path) == before
 
 
 def test_offline_without_weights_names_the_url(pair_paths, tmp_path: Path, monkeypatch) -> None:
     a, b = pair_paths
     monkeypatch.setenv("RS_SAM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RS_SAM_OFFLINE", "1")
+    before = listing(tmp_path)
     code, text = run("detect-change", a, b, "-o", tmp_path / "out.gpkg", "-q")
     assert code == 1
     assert "mobile_sam.pt" in text and "https://" in text and str(tmp_path / "home") in text
-    assert leftovers(tmp_path) == []
+    assert listing(tmp_path) == before

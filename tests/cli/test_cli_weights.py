@@ -126,5 +126,5 @@ def test_verify_refuses_code(tmp_path: Path) -> None:
 
 def test_verify_missing_file(tmp_path: Path) -> None:
     result = run("verify", str(tmp_path / "nope.pt"))
-    assert result.exit_code == 1
-    assert "does not exist" in result.output
+    assert result.exit_code == 2  # a file the user named: bad input (issue 12, item 8)
+    assert "does not exist" in result.output and "Traceback" not in result.output

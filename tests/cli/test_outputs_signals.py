@@ -21,6 +21,8 @@ from rs_sam.cli.main import cli
 from tests.helpers.qgis_runs import TINY_CLI
 from tests.helpers.synthetic import paint_change, texture, write_raster
 
+pytestmark = pytest.mark.slow  # subprocesses interrupted mid-run
+
 # Many small chips, so that the run is still going when the signal arrives.
 SLOW = ["--weights", "random", "--chip-size", "64", "--overlap", "0", "--points-per-side", "4",
         "--threshold", "1", "-q"]  # fmt: skip

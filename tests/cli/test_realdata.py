@@ -10,10 +10,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 from click.testing import CliRunner
 
 from rs_sam.cli.main import cli
+
+pytestmark = pytest.mark.slow  # full-size real rasters
 
 FAST = ["--weights", "random", "--points-per-side", "4", "--pred-iou-thresh", "0",
         "--stability-thresh", "0", "--threshold", "1", "-q"]  # fmt: skip

@@ -120,6 +120,7 @@ def test_vit_embedding_is_the_official_encoder_output(
     torch.testing.assert_close(out.features[3], nn.functional.max_pool2d(official, 2))
 
 
+@pytest.mark.slow
 def test_tinyvit_pyramid_matches_the_official_forward(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 1024 input (where TinyViT's own forward works) the stage loop gives its embedding."""
     from rs_sam.models.encoders import sam as sam_module
@@ -277,6 +278,7 @@ def test_tiny_fastsam_shapes_and_no_embedding(name: str) -> None:
 
 
 @needs_ultralytics
+@pytest.mark.slow
 def test_fastsam_x_spec_channels_match_the_built_model() -> None:
     """The registry's channels are what the probe finds in the full-size model (-s: in
     test_checkpoints, which loads a full-size FastSAM-s file)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
@@ -143,6 +145,7 @@ def test_default_labels_and_ignored_points(small):
     _assert_close(actual[1], expected[1], 1e-4)
 
 
+@pytest.mark.slow
 def test_real_size_equals_official():
     """SAM's decoder sizes (256 channels, 8 heads, 64x64 embedding), default init."""
     prompt_encoder, mask_decoder = _official_modules(256, 64, 8, 2048, seed=2, randomise=False)
@@ -200,7 +203,8 @@ def test_unmerged_decoder_lora_takes_the_official_path(small) -> None:
     base weight, so the fast path must not read it."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    prompt_encoder, mask_decoder, embedding = small
+    prompt_encoder, shared_decoder, embedding = small
+    mask_decoder = copy.deepcopy(shared_decoder)  # the module-scoped fixture stays unwrapped
     config = LoraConfig(
         r=2, lora_alpha=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
@@ -212,3 +216,4 @@ def test_unmerged_decoder_lora_takes_the_official_path(small) -> None:
     actual = decode_points(prompt_encoder, mask_decoder, embedding, points, labels)
     torch.testing.assert_close(actual[0], expected[0])
     torch.testing.assert_close(actual[1], expected[1])
+    assert is_supported(prompt_encoder, shared_decoder)  # the other tests' decoder is untouched

@@ -185,6 +185,7 @@ def test_plain_decoding_with_an_hq_encoder_is_sams(hq_vit) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
+@pytest.mark.slow
 def test_official_hq_vit_b_key_set_loads_strictly(tmp_path: Path) -> None:
     """The official vit_b HQ build's keys and shapes load strictly; plain <-> HQ refuse."""
     with torch.device("meta"):
@@ -213,6 +214,7 @@ def test_official_hq_vit_b_key_set_loads_strictly(tmp_path: Path) -> None:
     assert "'sam_vit_b' checkpoint: use encoder 'sam_vit_b'" in message
 
 
+@pytest.mark.slow
 def test_official_light_hq_sam_file_loads_strictly(tmp_path: Path) -> None:
     """The official vit_tiny build (random) saved to a file loads strictly and decodes alike."""
     torch.manual_seed(1)
@@ -502,6 +504,7 @@ def _run(*args: object):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_cli_segment_hq_end_to_end(tmp_path: Path, pair_paths, tiny_encoder) -> None:
     image = pair_paths[0]
     out = tmp_path / "objects.gpkg"

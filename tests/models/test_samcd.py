@@ -265,6 +265,7 @@ def test_rejects_bad_inputs_and_options(encoders: dict[str, FrozenEncoder]) -> N
 # --------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_overfits_one_pair(encoders: dict[str, FrozenEncoder]) -> None:
     """A few dozen Adam steps on one synthetic pair drive the BCE down clearly."""
     encoder = encoders["sam_vit_b"]

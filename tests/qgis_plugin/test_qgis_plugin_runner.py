@@ -103,6 +103,7 @@ def test_recorded_interpreter_is_read_from_the_profile(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["in-process", "subprocess"])
+@pytest.mark.slow
 def test_run_writes_the_output_and_reports_progress(
     mode: str, pair_paths, tmp_path: Path, tiny_encoder
 ) -> None:
@@ -118,6 +119,7 @@ def test_run_writes_the_output_and_reports_progress(
 
 
 @pytest.mark.parametrize("mode", ["in-process", "subprocess"])
+@pytest.mark.slow
 def test_cancel_between_chips_leaves_no_output(
     mode: str, pair_paths, tmp_path: Path, tiny_encoder
 ) -> None:
@@ -136,6 +138,7 @@ def test_cancel_between_chips_leaves_no_output(
 
 
 @pytest.mark.parametrize("mode", ["in-process", "subprocess"])
+@pytest.mark.slow
 def test_errors_are_the_cli_one_line_messages(mode: str, pair_paths, tmp_path: Path) -> None:
     a, b = pair_paths
     values = {"a": a, "b": b, "output": tmp_path / "out.gpkg", "bands": "7"}
@@ -202,6 +205,7 @@ def test_plugin_metadata_and_no_folder_shadowing_qgis() -> None:
     assert shadowing == []  # a folder named qgis would shadow QGIS's own package
 
 
+@pytest.mark.slow
 def test_a_busy_process_sends_the_next_run_to_the_interpreter(
     pair_paths, tmp_path: Path, monkeypatch
 ) -> None:

@@ -105,6 +105,7 @@ def test_checkpoint_is_self_describing(trained: tuple[Path, Path]) -> None:
     assert metadata.encoder_weights == "random" and metadata.encoder_sha256 is None
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run(trained: tuple[Path, Path]) -> None:
     config, last = trained
     steps = torch.load(last, weights_only=True)["global_step"]

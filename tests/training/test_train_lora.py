@@ -284,6 +284,7 @@ def test_prompts_from_masks_boxes_and_points_per_region() -> None:
 # ----------------------------------------------------------------------------- stage 2
 
 
+@pytest.mark.slow
 def test_stage2_trains_prompt_encoder_and_decoder_lora(
     stage1: Path, data_root: Path, tmp_path: Path
 ) -> None:
