@@ -17,6 +17,7 @@ one-line ConfigError naming the key, the value and what is expected.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import re
@@ -31,6 +32,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from rs_sam.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: The lightning.Trainer arguments a config may set.
 TRAINER_KEYS = (
@@ -227,8 +230,8 @@ def _annotations(target: Callable[..., Any]) -> dict[str, Any]:
     function = target.__init__ if isinstance(target, type) else target  # type: ignore[misc]
     try:
         return typing.get_type_hints(function)
-    except Exception:  # a name imported only for type checkers: resolve one by one
-        pass
+    except (NameError, TypeError, AttributeError):
+        log.debug("resolving %s's annotations one by one", target)  # a TYPE_CHECKING-only name
     scope = dict(vars(sys.modules.get(function.__module__, types.ModuleType("_"))))
     resolved: dict[str, Any] = {}
     for name, parameter in inspect.signature(function).parameters.items():
