@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
 
 import click
 
-from rs_sam.errors import RsSamError
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _fail(err: RsSamError) -> NoReturn:
-    """Turn a library error into a one-line message and the error's exit code."""
-    exc = click.ClickException(str(err))
-    exc.exit_code = err.exit_code  # type: ignore[misc]  # per error, not per class
-    raise exc from err
-
-
-def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    @wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except RsSamError as err:
-            _fail(err)
-
-    return wrapper
+from rs_sam.cli.options import handle_errors
 
 
 def _size(n_bytes: int | None) -> str:
@@ -45,7 +21,7 @@ def weights() -> None:
 
 
 @weights.command("list")
-@_one_line_errors
+@handle_errors
 def list_weights() -> None:
     """List each encoder's official checkpoint and whether it is cached."""
     from rs_sam.checkpoints import cached_checkpoint_path
@@ -77,7 +53,7 @@ def list_weights() -> None:
 
 @weights.command("fetch")
 @click.argument("name")
-@_one_line_errors
+@handle_errors
 def fetch(name: str) -> None:
     """Download (or find in the cache) the official checkpoint of encoder NAME."""
     from rs_sam.checkpoints import resolve_checkpoint
@@ -94,7 +70,7 @@ def fetch(name: str) -> None:
     default=None,
     help="Check FILE against this encoder's published figures.",
 )
-@_one_line_errors
+@handle_errors
 def verify(file: Path, encoder: str | None) -> None:
     """Check a checkpoint FILE: size, sha256, safe loading and what model it holds.
 
