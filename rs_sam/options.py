@@ -249,6 +249,10 @@ OVERWRITE = Option(
     "overwrite", "bool", "Replace existing outputs (refused otherwise).",
     "Replace existing output files", default=False, setting=False,
 )  # fmt: skip
+VECTOR_OUTPUT = Option(
+    "output", "vector_out", "Vector file (.gpkg, .geojson, .shp, .parquet).", "Polygons",
+    short="-o", required=True, setting=False,
+)  # fmt: skip
 
 #: The fields every command's settings share, with the shared defaults (those of SAM's
 #: automatic mask generator; each command may change them).
@@ -312,15 +316,7 @@ DETECT_CHANGE = Command(
         BANDS,
         NODATA,
         OVERWRITE,
-        Option(
-            "output",
-            "vector_out",
-            "Vector file (.gpkg, .geojson, .shp, .parquet).",
-            "Changes",
-            short="-o",
-            required=True,
-            setting=False,
-        ),
+        VECTOR_OUTPUT.but(label="Changes"),
         Option(
             "save_probability",
             "raster_out",
@@ -423,15 +419,7 @@ SEGMENT = Command(
         BANDS,
         NODATA,
         OVERWRITE,
-        Option(
-            "output",
-            "vector_out",
-            "Vector file (.gpkg, .geojson, .shp, .parquet).",
-            "Objects",
-            short="-o",
-            required=True,
-            setting=False,
-        ),
+        VECTOR_OUTPUT.but(label="Objects"),
         Option(
             "save_classes",
             "raster_out",
