@@ -90,9 +90,7 @@ class Scene:
         self.bands = tuple(bands)
         self.source = SceneSource(info, self.bands, nodata)
         self.nodata = info.nodata if nodata is None else nodata
-        self.grid = RasterGrid(
-            crs=info.crs, transform=info.transform, width=info.width, height=info.height
-        )
+        self.grid = RasterGrid.from_dataset(info)
         self.dataset = SceneRaster(info, self.bands)
 
     @property

@@ -136,12 +136,7 @@ class PolygonMaskDataset(Dataset[SegmentSample]):
         self.nodata = self.info.nodata if nodata is None else nodata
         self.all_touched = bool(all_touched)
         self.transforms = transforms
-        self.grid = RasterGrid(
-            crs=self.info.crs,
-            transform=self.info.transform,
-            width=self.info.width,
-            height=self.info.height,
-        )
+        self.grid = RasterGrid.from_dataset(self.info)
         self.polygons_path = Path(polygons)
         self.geometries = _read_polygons(self.polygons_path, layer, self.info)
         self._index = self.geometries.sindex

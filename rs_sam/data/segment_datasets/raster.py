@@ -86,12 +86,7 @@ class SegmentRasterDataset(Dataset[SegmentSample]):
         self.bands = select_bands([self.info], bands)
         self.nodata = self.info.nodata if nodata is None else nodata
         self.transforms = transforms
-        self.grid = RasterGrid(
-            crs=self.info.crs,
-            transform=self.info.transform,
-            width=self.info.width,
-            height=self.info.height,
-        )
+        self.grid = RasterGrid.from_dataset(self.info)
         self.label_path = Path(label)
         label_count, self._label_nodata = check_on_grid(self.label_path, "label", self.info)
         if label_count not in (1, 3, 4):
