@@ -78,7 +78,7 @@ def test_sigint_cancels_with_exit_130_and_leaves_nothing(tmp_path: Path, big_pai
     _, rest = child.communicate(timeout=120)
     lines = [line for line in rest.splitlines() if not line.startswith("rs-sam-progress")]
     assert child.returncode == 130, rest
-        assert set(lines) == {"Error: cancelled; no output was written"}, rest  # SIGINT may land twice
+    assert set(lines) == {"Error: cancelled; no output was written"}, rest  # SIGINT may land twice
     assert snapshot(tmp_path) == before
 
 
