@@ -53,6 +53,7 @@ class Option:
         folders: A path that may be a folder.
         setting: A field of the command's settings; False: an argument of the API call.
         qgis: The QGIS parameter's name [default: ``name`` in capitals].
+        cli_only: Not a QGIS parameter (the QGIS provider runs locally).
     """
 
     name: str
@@ -69,6 +70,7 @@ class Option:
     folders: bool = False
     setting: bool = True
     qgis: str = ""
+    cli_only: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -254,12 +256,22 @@ VECTOR_OUTPUT = Option(
     short="-o", required=True, setting=False,
 )  # fmt: skip
 
+CLUSTER = Option(
+    "cluster", "string", "Run the chips on the workers of a running dask scheduler, e.g. "
+    "tcp://host:8786 (the inputs must be reachable from them).", "", envvar="RS_SAM_CLUSTER",
+    cli_only=True,
+)  # fmt: skip
+WORKERS = Option(
+    "workers", "int", "Run the chips on a local dask cluster of this many worker processes.",
+    "", cli_only=True,
+)  # fmt: skip
+
 #: The fields every command's settings share, with the shared defaults (those of SAM's
 #: automatic mask generator; each command may change them).
 SHARED = (
     ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, _chip_size(""), _overlap(""),
     POINTS_PER_SIDE, BATCH_SIZE, PRED_IOU_THRESH, STABILITY_THRESH, MIN_AREA, SIMPLIFY, BANDS,
-    NODATA,
+    NODATA, CLUSTER, WORKERS,
 )  # fmt: skip
 SHARED_DEFAULTS: dict[str, Any] = {option.name: option.default for option in SHARED}
 
@@ -269,8 +281,9 @@ def _model_options(
     box_nms: Option | None,
 ) -> tuple[Option, ...]:  # fmt: skip
     """The SAM options of the three commands (their defaults and help differ)."""
-    options = [ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, _chip_size(chip_size),
-               _overlap(overlap), points, BATCH_SIZE, pred_iou, stability]  # fmt: skip
+    options = [ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, CLUSTER, WORKERS,
+               _chip_size(chip_size), _overlap(overlap), points, BATCH_SIZE, pred_iou,
+               stability]  # fmt: skip
     return (*options, box_nms) if box_nms is not None else tuple(options)
 
 
@@ -469,8 +482,12 @@ SAM_OBJECTS = Command(
             setting=False,
         ),
         Option(
-            "boundary", "raster_out", "Also write the 0/1 boundary map (.tif, or a folder).",
-            "Boundaries", folders=True, setting=False,
+            "boundary",
+            "raster_out",
+            "Also write the 0/1 boundary map (.tif, or a folder).",
+            "Boundaries",
+            folders=True,
+            setting=False,
         ),
     ),
 )

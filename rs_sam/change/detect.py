@@ -156,6 +156,7 @@ def detect_change(
                 show_progress=show_progress,
                 description="detect-change",
                 on_progress=on_progress,
+                cluster=settings.engine,
             )
             saved = {"probability": probability_path}
             blended = {

@@ -17,6 +17,7 @@ from rs_sam.data.bands import parse_bands
 from rs_sam.data.grid import RasterGrid, check_chip_geometry
 from rs_sam.errors import ConfigError
 from rs_sam.inference.chip_size import capped_chip_size, check_chip_memory
+from rs_sam.inference.cluster import ClusterSpec
 from rs_sam.models.encoders.registry import ENCODERS
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
@@ -60,6 +61,8 @@ class SharedSettings:
     nodata: float | None = None  # None = each file's own nodata
     lora: Path | None = None  # LoRA adapter from `rs-sam train lora` for the encoder
     merge_lora: bool = SHARED_DEFAULTS["merge_lora"]  # fold the adapter into the weights
+    cluster: str | None = None  # a dask scheduler's address: chips run on its workers
+    workers: int | None = None  # chips run on a local dask cluster of this many processes
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTS_CHOICES:
@@ -74,6 +77,7 @@ class SharedSettings:
                 raise ConfigError(f"{name} {value} must be between 0 and 1")
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")
+        self.engine  # noqa: B018  # checks --cluster / --workers
 
     def _fractions(self) -> tuple[str, ...]:
         """Fields that must lie in [0, 1]."""
@@ -119,6 +123,11 @@ class SharedSettings:
             device=self.device,
             head=_as_path(head),
         )
+
+    @property
+    def engine(self) -> ClusterSpec:
+        """Where the chips run: this process, a local dask cluster, or a running one."""
+        return ClusterSpec(address=self.cluster, workers=self.workers)
 
     @property
     def proposals(self) -> ProposalSettings:

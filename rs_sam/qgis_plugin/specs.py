@@ -106,7 +106,9 @@ class AlgorithmSpec:
 
 
 def _spec(command: Any, display_name: str, help: str) -> AlgorithmSpec:
-    params = tuple(Param.of(option) for option in command.options)
+    params = tuple(
+        Param.of(option) for option in command.options if not getattr(option, "cli_only", False)
+    )
     return AlgorithmSpec(command.name, display_name, command.cli_name, help, params)
 
 

@@ -168,6 +168,7 @@ def find_objects(
         show_progress=show_progress,
         description="segment",
         on_progress=on_progress,
+        cluster=settings.engine,
     )
     return merge_objects(found, scene.grid, match_iou=settings.match_iou), len(windows)
 

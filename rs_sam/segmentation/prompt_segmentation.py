@@ -125,6 +125,7 @@ def segment_prompts(
         show_progress=show_progress,
         description="segment prompts",
         on_progress=on_progress,
+        cluster=settings.engine,
     )
     if empty:
         warnings.warn(

@@ -104,6 +104,7 @@ def segment_semantic(
                 show_progress=show_progress,
                 description="segment",
                 on_progress=on_progress,
+                cluster=settings.engine,
             )
             probabilities = mosaic.finalize(
                 stage.path(probability_path) if probability_path else workdir / "probability.tif"

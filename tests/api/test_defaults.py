@@ -42,13 +42,19 @@ def test_api_cli_and_qgis_give_the_same_defaults(name: str, monkeypatch) -> None
     defaults = settings_class()
     from_text = settings_class.from_options(from_cli)  # the CLI's defaults, parsed
     signature = inspect.signature(getattr(api, name)).parameters
-    assert set(qgis) == {o.name for o in command.options}
-    assert set(from_cli) - {"verbose", "quiet"} == set(qgis)
+    assert set(qgis) == {o.name for o in command.options if not o.cli_only}
+    assert set(from_cli) - {"verbose", "quiet"} == {o.name for o in command.options}
+    assert {"cluster", "workers"} <= set(from_cli) - set(qgis)  # QGIS runs locally
     for option in command.options:
+        if option.cli_only:
+            assert from_cli[option.name] is None and getattr(defaults, option.name) is None
+            continue
         if option.positional or option.required:  # inputs and outputs: no default anywhere
             assert qgis[option.name].default is None and not qgis[option.name].optional
-            assert option.positional or option.name not in signature or (
-                signature[option.name].default is inspect.Parameter.empty
+            assert (
+                option.positional
+                or option.name not in signature
+                or (signature[option.name].default is inspect.Parameter.empty)
             )
             continue
         assert qgis[option.name].default == from_cli[option.name], option.name

@@ -105,6 +105,7 @@ def test_the_model_is_built_once_per_process(
 
 def test_a_run_builds_its_model_once(pair_paths, tiny_encoder, monkeypatch) -> None:
     built: list[str] = []
+
     def counting(name: str, **kwargs):
         built.append(name)
         return tiny_encoder(name, **kwargs)

@@ -68,7 +68,9 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
             assert isinstance(option.type, click.Path), param.name
     covered = {p.flag for p in spec.params}
     missing = {p.opts[-1] for p in command.params if isinstance(p, click.Option)} - covered
-    assert missing == {"--verbose", "--quiet"}, f"CLI options without a parameter: {missing}"
+    # -v/-q, and the cluster options: the QGIS provider runs locally
+    expected = {"--verbose", "--quiet", "--cluster", "--workers"}
+    assert missing == expected, f"CLI options without a parameter: {missing}"
 
 
 def test_progress_protocol_is_the_libraries() -> None:
