@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rs_sam import __version__
+from rs_sam.cli.batch import batch
 from rs_sam.cli.detect_change import detect_change
 from rs_sam.cli.qgis_plugin import qgis
 from rs_sam.cli.sample_data import sample_data
@@ -27,3 +28,4 @@ cli.add_command(train)
 cli.add_command(evaluate)
 cli.add_command(weights)
 cli.add_command(qgis)
+cli.add_command(batch)

@@ -78,14 +78,37 @@ def require_distributed() -> None:
         ) from err
 
 
+#: Clients kept open by :func:`session` (several runs on one cluster), by spec.
+_SESSIONS: dict[ClusterSpec, Client] = {}
+
+
+@contextlib.contextmanager
+def session(spec: ClusterSpec) -> Iterator[None]:
+    """Keep the spec's cluster (and its workers' models) for every run inside the block."""
+    if not spec.distributed or spec in _SESSIONS:
+        yield
+        return
+    with connect(spec) as client:
+        _SESSIONS[spec] = client
+        try:
+            yield
+        finally:
+            del _SESSIONS[spec]
+
+
 @contextlib.contextmanager
 def connect(spec: ClusterSpec) -> Iterator[Client]:
     """A client of the spec's cluster; a local cluster is started here and closed after.
+
+    Inside a :func:`session` of the same spec, its open client.
 
     Raises:
         MissingDependencyError: dask.distributed is not installed.
         ConfigError: the scheduler cannot be reached, or has no worker in time.
     """
+    if spec in _SESSIONS:
+        yield _SESSIONS[spec]
+        return
     require_distributed()
     from distributed import Client, LocalCluster
 

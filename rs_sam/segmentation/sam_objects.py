@@ -31,6 +31,7 @@ from rs_sam.data.image_files import IMAGE_SUFFIXES, read_image
 from rs_sam.data.rasters import RasterInfo, is_integer_8bit, open_date
 from rs_sam.data.scene import ChipSource, ImageScene, ImageSource, Scene
 from rs_sam.errors import InputRasterError, OutputPathError
+from rs_sam.inference.cluster import session
 from rs_sam.inference.engine import ProgressCallback
 from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.inference.outputs import RunOutputs, Staging
@@ -108,31 +109,46 @@ def _write_maps(
     on_progress: ProgressCallback | None,
 ) -> int:
     """Each image's object (and boundary) maps, staged; returns the objects painted."""
-    cache = ChipJobCache()  # one model for every image
-    count = 0
-    for image, objects_path, boundary_path in jobs:
-        scene = _open(image, settings)
-        merged, _ = find_objects(
-            scene,
-            generator,
-            settings,
-            cache=cache,
-            show_progress=show_progress,
-            on_progress=on_progress,
+    cache = ChipJobCache()  # one model for every image (and one cluster, if any)
+    with session(settings.engine):
+        return sum(
+            _write_map(job, stage, settings, generator, cache, show_progress, on_progress)
+            for job in jobs
         )
-        frame = objects_frame(merged, scene.grid, settings.min_area, simplify=None)
-        order = np.argsort(-frame.area.to_numpy(), kind="stable")  # largest painted first
-        shapes = list(zip(frame.geometry.iloc[order], frame["id"].iloc[order], strict=True))
-        georeferenced = isinstance(scene, Scene)
-        write_object_maps(
-            shapes,
-            scene.grid,
-            stage.path(objects_path),
-            stage.path(boundary_path) if boundary_path is not None else None,
-            georeferenced,
-        )
-        count += len(frame)
-    return count
+
+
+def _write_map(
+    job: tuple[Path, Path, Path | None],
+    stage: Staging,
+    settings: SegmentSettings,
+    generator: MaskGenerator | None,
+    cache: ChipJobCache,
+    show_progress: bool,
+    on_progress: ProgressCallback | None,
+) -> int:
+    """One image's object (and boundary) maps, staged; returns the objects painted."""
+    image, objects_path, boundary_path = job
+    scene = _open(image, settings)
+    merged, _ = find_objects(
+        scene,
+        generator,
+        settings,
+        cache=cache,
+        show_progress=show_progress,
+        on_progress=on_progress,
+    )
+    frame = objects_frame(merged, scene.grid, settings.min_area, simplify=None)
+    order = np.argsort(-frame.area.to_numpy(), kind="stable")  # largest painted first
+    shapes = list(zip(frame.geometry.iloc[order], frame["id"].iloc[order], strict=True))
+    georeferenced = isinstance(scene, Scene)
+    write_object_maps(
+        shapes,
+        scene.grid,
+        stage.path(objects_path),
+        stage.path(boundary_path) if boundary_path is not None else None,
+        georeferenced,
+    )
+    return len(frame)
 
 
 def write_object_maps(
