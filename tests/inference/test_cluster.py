@@ -207,3 +207,27 @@ def test_missing_dask_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(MissingDependencyError, match=r"rs-sam\[distributed\]"):
         require_distributed()
+
+
+@pytest.mark.slow
+def test_semantic_segmentation_on_a_cluster_equals_the_local_engine(
+    cluster, one_thread, big_pair, tmp_path
+):
+    """A trained UNetFormer head (its file names the tiny encoder) on workers."""
+    from click.testing import CliRunner
+
+    from rs_sam.cli.main import cli
+    from rs_sam.segmentation import semantic
+    from tests.helpers.train_configs import segment_config
+
+    config = segment_config(tmp_path)
+    trained = CliRunner().invoke(cli, ["train", "segment", "--config", str(config), "-q"])
+    assert trained.exit_code == 0, trained.output
+    model = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    runs = {}
+    for name, engine in (("local", {}), ("remote", {"cluster": cluster.scheduler_address})):
+        settings = SegmentSettings(chip_size=64, overlap=16, **engine)
+        out = tmp_path / f"{name}.gpkg"
+        semantic.segment_semantic(big_pair[1], model, out, settings=settings, show_progress=False)
+        runs[name] = gpd.read_file(out)
+    assert_same(runs["local"], runs["remote"])
