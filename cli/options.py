@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -86,6 +87,10 @@ def setup_output(verbose: int, quiet: bool) -> None:
     )
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # dask.distributed (--cluster, --workers) reads this when imported, here and in workers
+    os.environ.setdefault(
+        "DASK_LOGGING__DISTRIBUTED", "info" if verbose > 1 else "warning" if verbose else "error"
     )
     warnings.showwarning = _show_warning
 
