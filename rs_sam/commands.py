@@ -12,14 +12,16 @@ from typing import Any
 
 from rs_sam import api
 from rs_sam.change.settings import ChangeSettings
-from rs_sam.errors import ConfigError, RemoteInputError
+from rs_sam.errors import ConfigError, OutputPathError, RemoteInputError
 from rs_sam.models.decoding import HqMode
 from rs_sam.options import COMMANDS
 from rs_sam.progress import ProgressCallback
 from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 
-#: Option kinds whose values are input paths (local files only for now).
-INPUT_PATH_KINDS = ("raster", "features", "file")
+#: Option kinds whose values are input paths that must be local (rasters may be URLs).
+INPUT_PATH_KINDS = ("features", "file")
+#: Option kinds whose values are output paths (always local).
+OUTPUT_PATH_KINDS = ("vector_out", "raster_out")
 
 
 def hq_mode(hq: bool, hq_only: bool) -> HqMode:
@@ -51,6 +53,8 @@ def run(
         if option.kind in INPUT_PATH_KINDS and given.get(option.name):
             what = option.flag or f"{option.kind} {option.name}"
             RemoteInputError.check(given[option.name], what)
+        if option.kind in OUTPUT_PATH_KINDS and given.get(option.name):
+            OutputPathError.check_local(given[option.name], option.flag or "output")
     progress = {"show_progress": show_progress, "on_progress": on_progress}
     if command == "detect_change":
         return api.detect_change(

@@ -34,12 +34,20 @@ class RasterReadError(InputRasterError):
     """An input raster opens, but some of its pixels cannot be read (damaged or incomplete)."""
 
 
+def looks_remote(value: object) -> bool:
+    """True for a URL (``https://...``) or a GDAL ``/vsi...`` path, not an existing local path."""
+    text = str(value)
+    return bool(_REMOTE.match(text) or text.startswith("/vsi")) and not os.path.exists(text)
+
+
 class RemoteInputError(RsSamError, ValueError):
-    """An input is a URL; rs-sam reads local files only (for now)."""
+    """A remote input cannot be used: a URL where only local files are read (model files,
+    prompts), an unsupported scheme, or a raster URL that cannot be reached or is refused
+    (network, credentials)."""
 
     @classmethod
     def check(cls, value: object, what: str) -> None:
-        """Raise for a ``value`` that is a URL (``https://...``) rather than a local path."""
+        """Raise for a ``value`` that is a URL (``https://...``) where a local path is needed."""
         text = str(value)
         if _REMOTE.match(text) and not os.path.exists(text):  # a folder may be 'ab:'
             raise cls(
@@ -50,6 +58,15 @@ class RemoteInputError(RsSamError, ValueError):
 
 class OutputPathError(RsSamError, ValueError):
     """An output path cannot be written (missing folder, unsupported suffix...)."""
+
+    @classmethod
+    def check_local(cls, value: object, what: str) -> None:
+        """Raise for an output that is a URL or ``/vsi...`` path: outputs are local files."""
+        if looks_remote(value):
+            raise cls(
+                f"{what} is {value}: outputs are written to local files only; give a local "
+                "path and copy the result to object storage afterwards"
+            )
 
 
 class OutputExistsError(RsSamError, FileExistsError):

@@ -16,13 +16,12 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from rs_sam.errors import ConfigError, OutputPathError, RasterNotFoundError
+from rs_sam.errors import ConfigError, OutputPathError, RasterNotFoundError, looks_remote
 
 #: The input columns of each batch command.
 INPUT_COLUMNS = {"detect_change": ("a", "b"), "segment": ("image",)}
 MANIFEST_NAME = "manifest.csv"
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]*$")
-_REMOTE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+://|/vsi)")
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def read_scenes(path: str | Path, command: str) -> list[BatchScene]:
 
 def _resolve(value: str, folder: Path) -> str:
     """A path relative to the CSV's folder; URLs, absolute paths and lists as given."""
-    if _REMOTE.match(value) or "," in value or Path(value).is_absolute():
+    if looks_remote(value) or "," in value or Path(value).is_absolute():
         return value
     return str(folder / value)
 

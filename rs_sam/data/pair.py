@@ -26,6 +26,7 @@ from torchgeo.datasets import IntersectionDataset, RasterDataset
 from rs_sam.data.grid import ChipWindow, RasterGrid, overview_steps
 from rs_sam.data.pixel_reads import read_pixels
 from rs_sam.data.rasters import RasterInfo
+from rs_sam.data.remote import remote_env
 from rs_sam.errors import InputRasterError
 
 
@@ -36,7 +37,8 @@ class SceneRaster(RasterDataset):
 
     def __init__(self, info: RasterInfo, bands: Sequence[int]) -> None:
         self.all_bands = tuple(f"B{i}" for i in range(1, info.count + 1))
-        super().__init__(paths=[str(info.path)], bands=[f"B{i}" for i in bands], cache=True)
+        with remote_env(info.remote):  # torchgeo opens the file to index it
+            super().__init__(paths=[str(info.path)], bands=[f"B{i}" for i in bands], cache=True)
 
 
 @dataclass(frozen=True)

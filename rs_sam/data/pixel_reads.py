@@ -20,6 +20,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from rs_sam.data.rasters import RasterInfo
+from rs_sam.data.remote import remote_env
 from rs_sam.errors import RasterReadError
 
 #: Longest side of the probe read that finds which file fails (memory stays bounded).
@@ -42,7 +43,8 @@ def read_pixels(
             VRT source); names the file and its pixel window.
     """
     try:
-        sample: dict[str, Any] = dataset[query]
+        with remote_env(any(info.remote for info in infos)):
+            sample: dict[str, Any] = dataset[query]
     except RasterioError as err:
         bounds = (query[0].start, query[1].start, query[0].stop, query[1].stop)
         raise unreadable_error(infos, bounds, crs, err) from err
@@ -65,6 +67,11 @@ def unreadable_error(
     named = {info.label: window for info, window in failing or windows}  # a and b may be one
     where = "; ".join(f"{label} in {_describe(window)}" for label, window in named.items())
     label = next(iter(named))
+    if any(info.remote for info in infos):
+        return RasterReadError(
+            f"cannot read the pixels of {where} ({_detail(err)}): the connection failed or "
+            "the file changed on the server; check the URL and the network and run again"
+        )
     return RasterReadError(
         f"cannot read the pixels of {where} ({_detail(err)}): the file is damaged or "
         f"incomplete, or a file it refers to is missing; check it with "
@@ -87,7 +94,7 @@ def _readable(info: RasterInfo, window: Window) -> bool:
     height = max(1, min(int(window.height), _PROBE_SIDE))
     width = max(1, min(int(window.width), _PROBE_SIDE))
     try:
-        with rasterio.open(info.path) as src:
+        with remote_env(info.remote), rasterio.open(info.path) as src:
             src.read(window=window, out_shape=(src.count, height, width))
     except RasterioError:
         return False

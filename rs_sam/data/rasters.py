@@ -2,11 +2,14 @@
 
 A date is one GDAL-readable raster (GeoTIFF, COG, VRT...) or several single-band files
 on one grid (e.g. Sentinel-2 bands delivered as separate files), which are stacked into
-a VRT. Every check raises an :class:`~rs_sam.errors.RsSamError` with a one-line message.
+a VRT. Each may be a local path or a remote one (``https://``, ``s3://``, ``gs://``,
+``/vsi...``: see :mod:`rs_sam.data.remote`). Every check raises an
+:class:`~rs_sam.errors.RsSamError` with a one-line message.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,17 +22,21 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
-from rs_sam.errors import InputRasterError, RasterNotFoundError, RemoteInputError
+from rs_sam.data.remote import gdal_path, mend_url, remote_env, remote_open_error
+from rs_sam.errors import InputRasterError, RasterNotFoundError, looks_remote
 
 #: Anything a user may pass for one date: a path, or single-band paths to stack.
 DateInput = str | Path | Sequence[str | Path]
+
+#: A comma before a URL or /vsi path: what splits a comma list that holds URLs.
+_URL_COMMA = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]+://|/vsi)")
 
 
 @dataclass(frozen=True)
 class RasterInfo:
     """What rs-sam needs to know about one date's raster (read from its header)."""
 
-    path: Path  # the file torchgeo reads (a VRT when several files were stacked)
+    path: Path | str  # the file torchgeo reads (a VRT when stacked; a GDAL path if remote)
     label: str  # what the user passed, for messages
     crs: CRS
     transform: Affine
@@ -38,6 +45,7 @@ class RasterInfo:
     count: int
     dtype: str
     nodata: float | None
+    remote: bool = False  # read through a network file system (see rs_sam.data.remote)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -48,21 +56,24 @@ class RasterInfo:
         return left, bottom, right, top
 
 
-def parse_date_input(value: DateInput) -> list[Path]:
-    """Split a date argument into file paths.
+def parse_date_input(value: DateInput) -> list[Path | str]:
+    """Split a date argument into file paths: local ones as ``Path``, remote ones as given.
 
     Accepts a path, a comma-separated list of paths, a folder (its ``*.tif``/``*.tiff``
-    files in name order) or a sequence of paths.
+    files in name order) or a sequence of paths. A remote path (``https://``, ``s3://``,
+    ``gs://``, ``/vsi...``) is kept as text. In a comma list that holds URLs, a comma
+    splits only before a URL or ``/vsi`` path, so commas in a query string stay in it
+    (local band files cannot follow a URL in one text: pass a sequence). Folders are local.
 
     Raises:
-        RemoteInputError: a path is a URL (``https://...``): not supported yet.
         RasterNotFoundError: nothing to read.
     """
     if isinstance(value, str | Path):
         text = str(value)
-        RemoteInputError.check(text, "input raster")
-        if "," in text:
-            paths = [Path(p.strip()) for p in text.split(",") if p.strip()]
+        if looks_remote(text) or _URL_COMMA.search(text):
+            paths = [_path_of(p.strip()) for p in _URL_COMMA.split(text) if p.strip()]
+        elif "," in text:
+            paths = [_path_of(p.strip()) for p in text.split(",") if p.strip()]
         elif Path(text).is_dir():
             paths = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in {".tif", ".tiff"})
             if not paths:
@@ -72,9 +83,7 @@ def parse_date_input(value: DateInput) -> list[Path]:
         else:
             paths = [Path(text)]
     else:
-        paths = [Path(p) for p in value]
-    for path in paths:
-        RemoteInputError.check(path, "input raster")
+        paths = [_path_of(p) for p in value]
     if not paths:
         raise RasterNotFoundError("no input raster given; pass a raster path")
     return paths
@@ -92,7 +101,7 @@ def open_date(value: DateInput, *, workdir: Path | None = None) -> RasterInfo:
             geotransform, or stacked files on different grids.
     """
     paths = parse_date_input(value)
-    infos = [_read_header(p) for p in paths]
+    infos = [_read_remote_header(p) if isinstance(p, str) else _read_header(p) for p in paths]
     if len(infos) == 1:
         return infos[0]
     first = infos[0]
@@ -110,13 +119,28 @@ def open_date(value: DateInput, *, workdir: Path | None = None) -> RasterInfo:
     folder = workdir or Path(tempfile.mkdtemp(prefix="rs-sam-vrt-"))
     vrt = folder / f"stack-{abs(hash(tuple(str(p) for p in paths))):x}.vrt"
     vrt.write_text(_stack_vrt_xml(infos))
-    stacked = _read_header(vrt)
-    return RasterInfo(**{**stacked.__dict__, "label": ",".join(i.label for i in infos)})
+    remote = any(info.remote for info in infos)
+    with remote_env(remote):
+        stacked = _read_header(vrt)
+    label = ",".join(i.label for i in infos)
+    return RasterInfo(**{**stacked.__dict__, "label": label, "remote": remote})
 
 
-def _read_header(path: Path) -> RasterInfo:
-    label = str(path)
-    if not path.exists():
+def _path_of(value: str | Path) -> Path | str:
+    """A local path as ``Path``; a remote one as text (``Path`` folds its ``//``: mended)."""
+    return mend_url(str(value)) if looks_remote(value) else Path(value)
+
+
+def _read_remote_header(text: str) -> RasterInfo:
+    """The header of a remote raster, opened through its GDAL path with remote settings."""
+    path = gdal_path(text)
+    with remote_env(fresh=path):
+        return _read_header(path, label=text, remote=True)
+
+
+def _read_header(path: Path | str, label: str | None = None, remote: bool = False) -> RasterInfo:
+    label = label or str(path)
+    if isinstance(path, Path) and not path.exists():
         raise RasterNotFoundError(f"input raster {label} does not exist; check the path")
     try:
         with rasterio.open(path) as src:
@@ -125,6 +149,8 @@ def _read_header(path: Path) -> RasterInfo:
             dtype, nodata = src.dtypes[0], src.nodata
             has_gcps = bool(src.gcps[0])
     except RasterioIOError as err:
+        if remote:
+            raise remote_open_error(label, str(path), err) from err
         raise InputRasterError(
             f"{label} is not a readable raster ({_first_line(err)}); pass a GeoTIFF, COG or VRT"
         ) from err
@@ -153,6 +179,7 @@ def _read_header(path: Path) -> RasterInfo:
         count=count,
         dtype=dtype,
         nodata=nodata,
+        remote=remote,
     )
 
 
@@ -166,7 +193,8 @@ def _stack_vrt_xml(infos: Sequence[RasterInfo]) -> str:
         bands.append(
             f'<VRTRasterBand dataType="{_gdal_type(info.dtype)}" band="{i}">{nodata}'
             f'<SimpleSource><SourceFilename relativeToVRT="0">'
-            f"{escape(str(info.path.resolve()))}</SourceFilename>"
+            f"{escape(info.path if isinstance(info.path, str) else str(info.path.resolve()))}"
+            "</SourceFilename>"
             f"<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>"
         )
     return (

@@ -155,12 +155,8 @@ def test_a_missing_official_checkpoint_offline_stays_exit_1(
 
 # --- item 10: remote inputs, negative areas ---------------------------------------------
 
-URL = "https://example.com/scene.tif"
+URL = "http://127.0.0.1:9/scene.tif"  # nothing listens on the discard port
 REMOTE: dict[str, Callable[[dict[str, Path], Path], list[object]]] = {
-    "detect-change a": lambda f, o: ["detect-change", URL, f["later"], "-o", o / "out.gpkg"],
-    "detect-change b": lambda f, o: ["detect-change", f["good"], URL, "-o", o / "out.gpkg"],
-    "segment": lambda f, o: ["segment", URL, "-o", o / "out.gpkg"],
-    "sam-objects": lambda f, o: ["sam-objects", URL, "-o", o / "objects.tif"],
     "segment --model": lambda f, o: ["segment", f["good"], "-o", o / "out.gpkg",
                                      "--model", "https://example.com/m.ckpt"],
     "segment --prompts": lambda f, o: ["segment", f["good"], "-o", o / "out.gpkg",
@@ -168,8 +164,24 @@ REMOTE: dict[str, Callable[[dict[str, Path], Path], list[object]]] = {
 }  # fmt: skip
 
 
+UNREACHABLE: dict[str, Callable[[dict[str, Path], Path], list[object]]] = {
+    "detect-change a": lambda f, o: ["detect-change", URL, f["later"], "-o", o / "out.gpkg"],
+    "detect-change b": lambda f, o: ["detect-change", f["good"], URL, "-o", o / "out.gpkg"],
+    "segment": lambda f, o: ["segment", URL, "-o", o / "out.gpkg"],
+    "sam-objects": lambda f, o: ["sam-objects", URL, "-o", o / "objects.tif"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(UNREACHABLE))
+def test_an_unreachable_raster_url_is_named(
+    case: str, files: dict[str, Path], tmp_path: Path, tiny_encoder
+) -> None:
+    refused([*UNREACHABLE[case](files, tmp_path), *FAST], tmp_path,
+            (f"{URL} cannot be reached", "check the URL"))  # fmt: skip
+
+
 @pytest.mark.parametrize("case", list(REMOTE))
-def test_a_remote_input_is_not_supported_yet(
+def test_a_remote_model_or_prompt_file_is_not_supported_yet(
     case: str, files: dict[str, Path], tmp_path: Path, tiny_encoder
 ) -> None:
     line = refused([*REMOTE[case](files, tmp_path), *FAST], tmp_path,
