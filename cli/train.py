@@ -12,7 +12,13 @@ from rs_sam.cli.options import handle_errors, quiet_option, setup_output, verbos
 
 @click.group()
 def train() -> None:
-    """Train models from YAML configs (see configs/)."""
+    """Train models from YAML configs (see configs/).
+
+    \b
+    Several devices: set the config's trainer section, e.g. devices: 4, strategy: ddp
+    (Lightning runs this command again for each further device); several nodes: add
+    num_nodes and start the ranks with srun (SLURM) or torchrun -m rs_sam.cli.
+    """
 
 
 def _train_command(kind: str, description: str) -> click.Command:
@@ -52,6 +58,8 @@ def _train_command(kind: str, description: str) -> click.Command:
             show_progress=not quiet,
             overrides={"trainer": trainer},
         )
+        if result.global_rank != 0:
+            return  # several devices: every rank trained, rank 0 reports
         summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
         click.echo(f"best: {result.best}  last: {result.last}", err=True)
         if result.adapter is not None:

@@ -140,12 +140,13 @@ class ChangeTask(HeadTask):
         output = self(batch)
         losses = self.criterion(output, batch["mask"])
         batch_size = batch["mask"].shape[0]
-        self.log("val/loss", losses["loss"], batch_size=batch_size)
+        self.log("val/loss", losses["loss"], batch_size=batch_size, sync_dist=True)
         probability = torch.sigmoid(output.change[:, 0])
         self.val_metrics.update(probability, batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        # compute() gathers every rank's counts; sync_dist then averages equal values
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
     def metadata(self) -> HeadMetadata:

@@ -7,6 +7,11 @@ A config has three sections, each passed to one constructor::
     trainer:  # -> a few lightning.Trainer arguments (see TRAINER_KEYS)
     seed: 0
 
+The ``trainer`` section also chooses the devices: ``accelerator``, ``devices``, ``num_nodes``,
+``strategy`` (one of :data:`STRATEGIES`, e.g. ``ddp``: one process per device) and
+``precision`` (one of :data:`PRECISIONS`); their values are checked here, before Lightning
+sees them.
+
 Unknown keys are errors that list the valid ones; ``${VAR}`` in strings is expanded from
 the environment (e.g. ``${RS_SAM_DATA_DIR}``), and an unset variable is an error. The
 constructors' annotations are the schema: every value is checked against its annotation (and
@@ -41,6 +46,8 @@ TRAINER_KEYS = (
     "max_steps",
     "accelerator",
     "devices",
+    "num_nodes",
+    "strategy",
     "precision",
     "log_every_n_steps",
     "check_val_every_n_epoch",
@@ -57,6 +64,8 @@ TRAINER_TYPES: dict[str, Any] = {
     "max_steps": int,
     "accelerator": str,
     "devices": int | str | list[int],
+    "num_nodes": int,
+    "strategy": str,
     "precision": int | str,
     "log_every_n_steps": int | None,
     "check_val_every_n_epoch": int | None,
@@ -66,6 +75,25 @@ TRAINER_TYPES: dict[str, Any] = {
     "default_root_dir": str,
     "deterministic": bool | Literal["warn"] | None,
 }
+
+#: Accelerators a config may name (Lightning's; ``gpu`` is its alias of ``cuda``/``mps``).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+_DDP = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+_UNUSED = ("_find_unused_parameters_true", "_find_unused_parameters_false")
+#: Strategies a config may name: Lightning's choice, one device, or data parallel (DDP: one
+#: process per device, the small trained parts replicated; ``ddp`` starts the other ranks by
+#: running the same command again). Sharding strategies (fsdp, deepspeed) are left out: the
+#: trained parts are a few MB, and sharded checkpoints are not the head files rs-sam reads.
+STRATEGIES = ("auto", "single_device", *_DDP, *(d + u for d in _DDP for u in _UNUSED))
+
+#: Precisions a config may name (Lightning's), and the older spellings Lightning maps to them.
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+_OLD_PRECISIONS: dict[Any, str] = {
+    32: "32-true", "32": "32-true", 16: "16-mixed", "16": "16-mixed",
+    "bf16": "bf16-mixed", 64: "64-true", "64": "64-true",
+}  # fmt: skip
+_DEVICES_TEXT = re.compile(r"-1|\d+|\d+(,\d+)*,?")  # Lightning's "2", "0,1", "-1"
 
 _SECTIONS = ("model", "data", "trainer", "seed")
 _SEED_MAX = 2**32 - 1  # numpy's seed range, which lightning.seed_everything follows
@@ -142,7 +170,39 @@ def trainer_arguments(values: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     for key, value in values.items():
         check_value(f"trainer.{key}", value, TRAINER_TYPES[key], RANGES.get(key))
+    if "devices" in values:
+        _check_devices(values["devices"])
+    for key, choices in (("accelerator", ACCELERATORS), ("strategy", STRATEGIES)):
+        if key in values and values[key] not in choices:
+            sharded = str(values[key]).startswith(("fsdp", "deepspeed"))
+            hint = " (no sharding: the trained parts are small, ddp replicates them)"
+            raise ConfigError(
+                f"trainer.{key}={values[key]!r} is not one of {', '.join(choices)}"
+                + (hint if sharded else "")
+            )
+    if "precision" in values:
+        precision = _OLD_PRECISIONS.get(values["precision"], values["precision"])
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"trainer.precision={values['precision']!r} is not one of {', '.join(PRECISIONS)}"
+            )
+        values["precision"] = precision
     return values
+
+
+def _check_devices(devices: Any) -> None:
+    """Lightning's ``devices``: a count (-1: all), a list of indices, "auto" or "0,1"."""
+    if isinstance(devices, int):
+        fits = devices == -1 or devices >= 1
+    elif isinstance(devices, str):
+        fits = devices == "auto" or _DEVICES_TEXT.fullmatch(devices.replace(" ", "")) is not None
+    else:
+        fits = bool(devices) and len(set(devices)) == len(devices) and min(devices) >= 0
+    if not fits:
+        raise ConfigError(
+            f"trainer.devices={devices!r} must be a count >= 1 (-1: all), a list of distinct "
+            'device indices, "auto", or indices as text ("0,1")'
+        )
 
 
 @dataclass(frozen=True)
@@ -188,15 +248,41 @@ _UNLIMITED = Range(-1)  # lightning's -1: no limit
 #: Ranges by key name, shared by every section (and every task/data constructor).
 RANGES: dict[str, Range] = {
     **dict.fromkeys(
-        ("chip_size", "batch_size", "decoder_channels", "latent_classes", "adapter_reduction",
-         "window_size", "num_heads", "rank", "max_prompts", "max_objects",
-         "check_val_every_n_epoch"),
+        (
+            "chip_size",
+            "batch_size",
+            "decoder_channels",
+            "latent_classes",
+            "adapter_reduction",
+            "window_size",
+            "num_heads",
+            "rank",
+            "max_prompts",
+            "max_objects",
+            "check_val_every_n_epoch",
+            "num_nodes",
+        ),
         _AT_LEAST_1,
     ),
     **dict.fromkeys(
-        ("overlap", "num_workers", "residual_blocks", "points", "min_area", "log_every_n_steps",
-         "lr", "weight_decay", "bce_weight", "dice_weight", "temporal_weight", "object_weight",
-         "boundary_weight", "aux_weight", "box_noise", "gradient_clip_val"),
+        (
+            "overlap",
+            "num_workers",
+            "residual_blocks",
+            "points",
+            "min_area",
+            "log_every_n_steps",
+            "lr",
+            "weight_decay",
+            "bce_weight",
+            "dice_weight",
+            "temporal_weight",
+            "object_weight",
+            "boundary_weight",
+            "aux_weight",
+            "box_noise",
+            "gradient_clip_val",
+        ),
         _AT_LEAST_0,
     ),
     **dict.fromkeys(("temperature", "pos_weight", "alpha"), _POSITIVE),

@@ -3,21 +3,33 @@
 A list of ``train`` and ``val`` sources (each a mapping with a ``layout`` and that
 layout's dataset arguments), chips, batches, augmentation and the frozen-encoder feature
 cache. Subclasses name their layouts and how a source becomes a dataset.
+
+Several processes (the ranks of a multi-device run, or runs sharing a ``cache_dir``) fill a
+cache key's folder once: the first to lock ``<key folder>/.fill.lock`` encodes the missing
+samples, the others wait for the lock and then find every entry there (entries are written
+atomically, so a reader never sees half of one). The lock is an OS file lock (``filelock``),
+which a network file system shared by several nodes must support (NFSv4 and Lustre do).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning
+from filelock import FileLock, Timeout
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.training.distributed import is_rank_zero
 from rs_sam.training.feature_cache import CachedFeatureDataset, FeatureCache, precompute
+
+log = logging.getLogger(__name__)
 
 
 class SourcesDataModule(lightning.LightningDataModule):
@@ -127,7 +139,16 @@ class SourcesDataModule(lightning.LightningDataModule):
             normalisation="; ".join(sorted({getattr(d, "normalisation", "") for d in datasets})),
             dataset_id=json.dumps(identity, sort_keys=True, default=str),
         )
-        precompute(combined, self.encoder, cache, image_keys=self.image_keys)
+        with _filling(cache):
+            encoded = precompute(
+                combined, self.encoder, cache, image_keys=self.image_keys, progress=is_rank_zero()
+            )
+        log.info(
+            "feature cache %s: %d of %d samples encoded by this process, the others were cached",
+            cache.folder,
+            encoded,
+            len(combined),  # type: ignore[arg-type]
+        )
         return CachedFeatureDataset(
             combined,
             cache,
@@ -136,6 +157,21 @@ class SourcesDataModule(lightning.LightningDataModule):
             image_keys=self.image_keys,
             feature_keys=self.feature_keys,
         )
+
+
+@contextmanager
+def _filling(cache: FeatureCache) -> Iterator[None]:
+    """Hold the lock of ``cache``'s key folder (waiting for whoever fills it now)."""
+    lock = FileLock(cache.folder / ".fill.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another process to fill the feature cache %s", cache.folder)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class _Renamed(Dataset[Any]):

@@ -22,6 +22,11 @@ class HeadTask(lightning.LightningModule):
     def metadata(self) -> HeadMetadata:
         raise NotImplementedError
 
+    def has_unused_parameters(self) -> bool:
+        """Whether a training step may leave some trained parameters without a gradient
+        (several devices: DDP must then look for them, see ``training.distributed``)."""
+        return False
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -70,6 +70,7 @@ from rs_sam.models.decoding import DEFAULT_HQ_CHUNK, ChipFeatures, SamDecoder
 from rs_sam.models.encoders import FrozenEncoder, get_encoder
 from rs_sam.models.encoders.sam import HQ_BACKBONES
 from rs_sam.models.head_file import CHECKPOINT_KEY, HeadMetadata, read_head_checkpoint
+from rs_sam.training.distributed import sum_over_ranks, world_size, zero_loss
 from rs_sam.training.head_task import HeadTask
 from rs_sam.training.hq_weights import is_hq_key, load_base_weights, set_hq_trainable
 from rs_sam.training.mask_prompts import PROMPT_TYPES, ObjectPrompts, sample_prompts
@@ -341,8 +342,8 @@ class HqTask(HeadTask):
         prompts = self._prompts(batch["mask"], rng=rng)
         decoded = self(batch["image"], prompts)
         logits = [d[0] for d in decoded if d is not None]
-        if not logits:
-            return None  # no object in this batch: nothing to learn, the step is skipped
+        if not logits:  # no object in this batch: nothing to learn, the step is skipped
+            return zero_loss(self) if world_size(self) > 1 else None  # (DDP: all ranks step)
         targets = [p.targets for p in prompts if p is not None]
         loss, bce, dice = self._loss(torch.cat(logits), torch.cat(targets))
         count = sum(t.shape[0] for t in targets)
@@ -374,15 +375,24 @@ class HqTask(HeadTask):
         self._scores.setdefault(name, []).append(values.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
-        scores = {k: torch.cat(v) for k, v in getattr(self, "_scores", {}).items()}
-        objects = int(scores["iou"].numel()) if "iou" in scores else 0
-        if objects == 0:
+        # Sum and count of each score over the objects of all ranks: every rank logs the same.
+        names = ("iou", "biou", "iou_sam", "biou_sam", "loss")
+        scores = {k: torch.cat(v).double() for k, v in getattr(self, "_scores", {}).items()}
+        totals = torch.tensor(
+            [
+                [float(scores[n].sum()), scores[n].numel()] if n in scores else [0.0, 0]
+                for n in names
+            ],
+            dtype=torch.float64,
+        )
+        totals = sum_over_ranks(self, totals)
+        objects = int(totals[0, 1])
+        if objects == 0 and self.global_rank == 0:
             log.warning("the validation chips hold no object of the target: val/iou is 0")
-        for name in ("iou", "biou", "iou_sam", "biou_sam", "loss"):
-            values = scores.get(name)
-            value = float(values.mean()) if values is not None and values.numel() else 0.0
-            self.log(f"val/{name}", value, prog_bar=name == "iou")
-        self.log("val/objects", float(objects))
+        for name, (total, count) in zip(names, totals.tolist(), strict=True):
+            value = total / count if count else 0.0
+            self.log(f"val/{name}", value, prog_bar=name == "iou", sync_dist=True)
+        self.log("val/objects", float(objects), sync_dist=True)
         self._scores = {}
 
 

@@ -40,9 +40,7 @@ def check_stage_arguments(hp: Any) -> None:
     if hp.stage == 1:
         for key in ("stage1_adapter", "iterations"):
             if hp[key] is not None:
-                raise ConfigError(
-                    f"model.{key} is for stage 2; remove it or set model.stage: 2"
-                )
+                raise ConfigError(f"model.{key} is for stage 2; remove it or set model.stage: 2")
     else:
         if not hp.stage1_adapter:
             raise ConfigError(

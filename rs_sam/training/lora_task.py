@@ -75,6 +75,7 @@ from rs_sam.models.lora import (
     set_trainable,
 )
 from rs_sam.models.recipe import ModelRecipe, build_encoder
+from rs_sam.training.distributed import sum_over_ranks
 from rs_sam.training.head_task import HeadTask
 from rs_sam.training.lora_stages import (
     DECODER_PREFIX,
@@ -89,6 +90,8 @@ from rs_sam.training.mask_prompts import Prompts, prompts_from_masks
 
 log = logging.getLogger(__name__)
 
+#: Suffixes of the val/dice*, val/iou* scores: last pass, best of the 3 masks, pass 0.
+_SCORES = ("", "_best3", "_unprompted")
 _LORA_DEFAULTS = LoraSettings()  # SamLP: rank 2, q and v, no dropout, image encoder only
 
 
@@ -424,7 +427,7 @@ class LoraTask(HeadTask):
         mask = batch["mask"]
         passes = self(batch["image"])
         loss, upsampled = self._losses(passes, mask)
-        self.log("val/loss", loss, batch_size=mask.shape[0])
+        self.log("val/loss", loss, batch_size=mask.shape[0], sync_dist=True)
         final = upsampled[-1]
         k = self.hparams.output_mask
         self._count("", final[:, k] > 0, mask)
@@ -437,13 +440,24 @@ class LoraTask(HeadTask):
         self._counts[name] = self._counts.get(name, torch.zeros_like(counts)) + counts
 
     def on_validation_epoch_end(self) -> None:
+        # TP, FP, FN and "counted" of each score, summed over the ranks: all log the same
+        counts = getattr(self, "_counts", {})
+        none = torch.zeros(4, dtype=torch.float64)
+        table = torch.stack(
+            [torch.cat([counts[n].cpu(), none[:1] + 1]) if n in counts else none for n in _SCORES]
+        )
         values = {}
-        for name, (tp, fp, fn) in getattr(self, "_counts", {}).items():
-            values[f"val/dice{name}"] = (2 * tp / (2 * tp + fp + fn).clamp(min=1)).item()
-            values[f"val/iou{name}"] = (tp / (tp + fp + fn).clamp(min=1)).item()
+        for name, (tp, fp, fn, counted) in zip(_SCORES, sum_over_ranks(self, table), strict=True):
+            if counted:
+                values[f"val/dice{name}"] = (2 * tp / (2 * tp + fp + fn).clamp(min=1)).item()
+                values[f"val/iou{name}"] = (tp / (tp + fp + fn).clamp(min=1)).item()
         for name, value in values.items():
-            self.log(name, value, prog_bar=name == "val/dice")
+            self.log(name, value, prog_bar=name == "val/dice", sync_dist=True)
         self._counts = {}
+
+    def has_unused_parameters(self) -> bool:
+        # Stage 2 trains the whole prompt encoder, but its mask-prompt path is never used.
+        return self.hparams.stage == 2
 
     # ------------------------------------------------------------------ LoRA dropout
     def on_train_epoch_start(self) -> None:

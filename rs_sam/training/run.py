@@ -5,6 +5,13 @@ fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` (best by 
 task's validation metric) in the run folder. A run resumes from its ``last.ckpt`` (after
 checking it belongs to the same encoder). LoRA runs also write ``<run>/adapter.pt`` (from
 ``best.ckpt``, else ``last.ckpt``): the small file ``rs-sam segment --lora`` loads.
+
+Several devices: the config's ``trainer`` section picks them (``devices``, ``num_nodes``,
+``strategy: ddp``, ``precision``). Every rank runs this function (Lightning's ``ddp`` runs
+the command again for the other ranks of a node; ``torchrun``/SLURM start every rank): the
+feature cache is filled once (the data module locks it while one process fills it) and read
+by all; checkpoints, CSV logs and the exported adapter/HQ-SAM file are written by global rank
+0 only, and :attr:`TrainResult.global_rank` lets callers report once.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, Literal
 import lightning
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders import FrozenEncoder
@@ -26,6 +34,7 @@ from rs_sam.training.change_data import ChangeDataModule
 from rs_sam.training.change_task import ChangeTask
 from rs_sam.training.config import build, load_config, trainer_arguments
 from rs_sam.training.data_module import SourcesDataModule
+from rs_sam.training.distributed import allow_unused_parameters, is_rank_zero
 from rs_sam.training.head_task import HeadTask
 from rs_sam.training.hq_task import HqTask, export_hq_checkpoint
 from rs_sam.training.lora_task import LoraTask
@@ -46,6 +55,7 @@ class TrainResult:
     metrics: dict[str, float]
     adapter: Path | None = None  # LoRA runs: the adapter file
     hq_checkpoint: Path | None = None  # HQ-SAM runs: the full HQ-SAM checkpoint (official keys)
+    global_rank: int = 0  # several devices: this process's rank (0 reports; all return)
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ def train(
             raise ConfigError("set the classes once, in data.classes, not in model")
         model_args["classes"] = data.class_table.to_config()
     task = build(spec.task, model_args, "model")
-    if isinstance(task, LoraTask | HqTask):
+    if isinstance(task, LoraTask | HqTask) and is_rank_zero():
         log.info(task.summary())
         if show_progress:
             print(task.summary(), file=sys.stderr)
@@ -157,42 +167,31 @@ def train(
         sha256 = loaded.features_sha256 if loaded is not None else task.encoder_sha256
         data.attach_encoder(encoder, encoder_sha256=sha256)
 
+    # The trainer (devices, strategy) is checked before the data and its feature cache.
+    trainer, best = _trainer(spec, run_dir, trainer_args, show_progress)
+    if task.has_unused_parameters():
+        allow_unused_parameters(trainer)
     data.setup("fit")  # bad data fails here, before the run folder is created
-    best = ModelCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="best",
-        monitor=spec.monitor,
-        mode="max",
-        save_last=True,
-        enable_version_counter=False,
-    )
-    trainer = lightning.Trainer(
-        default_root_dir=run_dir,
-        callbacks=[best],
-        logger=CSVLogger(run_dir, name="logs"),
-        enable_progress_bar=show_progress,
-        enable_model_summary=show_progress,
-        **trainer_args,
-    )
     trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     last = checkpoint_dir / "last.ckpt"
     best_path = Path(best.best_model_path) if best.best_model_path else None
-    adapter = None
-    if isinstance(task, LoraTask):
+    adapter = run_dir / "adapter.pt" if isinstance(task, LoraTask) else None
+    hq_checkpoint = run_dir / "sam_hq.pth" if isinstance(task, HqTask) else None
+    if trainer.is_global_zero:  # several devices: rank 0 writes, the others wait for it
         source = best_path or (last if last.exists() else None)
-        score = best.best_model_score
-        adapter = task.export_adapter(
-            run_dir / "adapter.pt",
-            checkpoint=source,
-            metadata={
-                "source_checkpoint": source.name if source else None,
-                spec.monitor: None if score is None else float(score),
-            },
-        )
-    hq_checkpoint = None
-    if isinstance(task, HqTask):
-        source = best_path or (last if last.exists() else None)
-        hq_checkpoint = export_hq_checkpoint(source or task, run_dir / "sam_hq.pth")
+        if isinstance(task, LoraTask):
+            score = best.best_model_score
+            adapter = task.export_adapter(
+                run_dir / "adapter.pt",
+                checkpoint=source,
+                metadata={
+                    "source_checkpoint": source.name if source else None,
+                    spec.monitor: None if score is None else float(score),
+                },
+            )
+        if isinstance(task, HqTask):
+            hq_checkpoint = export_hq_checkpoint(source or task, run_dir / "sam_hq.pth")
+    trainer.strategy.barrier("rs-sam export")
     return TrainResult(
         run_dir=run_dir,
         best=best_path,
@@ -200,7 +199,42 @@ def train(
         metrics={k: float(v) for k, v in trainer.callback_metrics.items()},
         adapter=adapter,
         hq_checkpoint=hq_checkpoint,
+        global_rank=trainer.global_rank,
     )
+
+
+def _trainer(
+    spec: _Kind, run_dir: Path, trainer_args: dict[str, Any], show_progress: bool
+) -> tuple[lightning.Trainer, ModelCheckpoint]:
+    """The Lightning Trainer of a run and the callback that keeps ``best.ckpt``."""
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor=spec.monitor,
+        mode="max",
+        enable_version_counter=False,
+    )
+    # last.ckpt after every epoch (what a run resumes from). Not ``save_last``: Lightning
+    # (2.6) rewrites that last.ckpt only in epochs that also improve best.ckpt.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False
+    )
+    try:
+        trainer = lightning.Trainer(
+            default_root_dir=run_dir,
+            callbacks=[best, last],
+            logger=CSVLogger(run_dir, name="logs"),
+            enable_progress_bar=show_progress,
+            enable_model_summary=show_progress,
+            **trainer_args,
+        )
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
+        # e.g. accelerator: cuda without a GPU, devices: [0, 1] on the CPU, tpu without torch_xla
+        text = " ".join(str(err).split())
+        raise ConfigError(
+            f"the config's trainer section does not fit this machine: {text}"
+        ) from err
+    return trainer, best
 
 
 def _resume_path(resume: str, checkpoint_dir: Path) -> Path | None:

@@ -154,11 +154,12 @@ class SegmentTask(HeadTask):
         logits = self(batch)
         assert isinstance(logits, Tensor)  # eval mode: no aux output
         losses = self.criterion(logits, batch["mask"])
-        self.log("val/loss", losses["loss"], batch_size=batch["mask"].shape[0])
+        self.log("val/loss", losses["loss"], batch_size=batch["mask"].shape[0], sync_dist=True)
         self.val_metrics.update(logits.argmax(1), batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        # compute() gathers every rank's counts; sync_dist then averages equal values
+        self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=True)
         self.val_metrics.reset()
 
     def metadata(self) -> HeadMetadata:
