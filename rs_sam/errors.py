@@ -99,6 +99,12 @@ class MissingDependencyError(RsSamError, ImportError):
     exit_code = 1
 
 
+class ClusterError(RsSamError):
+    """The dask cluster lost a chip's work (its workers kept dying), not bad input."""
+
+    exit_code = 1
+
+
 class ConfigError(RsSamError, ValueError):
     """A settings object or config file has unknown keys or invalid values."""
 

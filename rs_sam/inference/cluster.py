@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rs_sam.data.grid import ChipWindow
-from rs_sam.errors import ConfigError, MissingDependencyError
+from rs_sam.errors import ClusterError, ConfigError, MissingDependencyError
 from rs_sam.inference.jobs import ChipJob, run_chip_job
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def run_on_cluster(
         done = 0
         while pending:
             window, future = pending.popleft()
-            result = future.result()
+            result = _result(future, window)
             future.release()
             submit_next()  # keep the workers busy while the client sinks this chip
             sink(window, result)
@@ -192,3 +192,17 @@ def run_on_cluster(
     finally:
         if pending:
             client.cancel([future for _, future in pending])
+
+
+def _result(future: Any, window: ChipWindow) -> Any:
+    """The chip's result; a chip whose workers kept dying is one line, not a traceback."""
+    from distributed import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker as err:
+        raise ClusterError(
+            f"the chip at row {window.row_off}, column {window.col_off} was lost with its "
+            "dask worker several times (out of memory?); give the workers more memory or use "
+            "a smaller --chip-size"
+        ) from err

@@ -231,3 +231,19 @@ def test_semantic_segmentation_on_a_cluster_equals_the_local_engine(
         semantic.segment_semantic(big_pair[1], model, out, settings=settings, show_progress=False)
         runs[name] = gpd.read_file(out)
     assert_same(runs["local"], runs["remote"])
+
+
+def test_a_chip_whose_workers_keep_dying_is_one_line() -> None:
+    from distributed import KilledWorker
+
+    from rs_sam.data.grid import ChipWindow
+    from rs_sam.errors import ClusterError
+    from rs_sam.inference.cluster import _result
+
+    class Lost:
+        def result(self):
+            raise KilledWorker("run_chip_job-1", "tcp://127.0.0.1:1", 3)
+
+    with pytest.raises(ClusterError, match="row 64, column 128 was lost") as caught:
+        _result(Lost(), ChipWindow(64, 128, 64, index=3))
+    assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
