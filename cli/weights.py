@@ -46,7 +46,10 @@ def list_weights() -> None:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     if any(spec.checkpoint.sha256 is None for spec in ENCODERS.values()):
-        click.echo("Files without a published sha256 are checked for size only.")
+        click.echo(
+            "Files without a published sha256 are checked for size only ('?': size unpublished "
+            "too, not checked)."
+        )
     if any(spec.extra for spec in ENCODERS.values()):
         click.echo("[fastsam]: needs pip install 'rs-sam[fastsam]' (ultralytics, AGPL-3.0).")
 

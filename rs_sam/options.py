@@ -171,9 +171,11 @@ WEIGHTS = Option(
 CHECKPOINT = Option(
     "checkpoint",
     "file",
-    "Checkpoint file to use instead of the cached/downloaded official one.",
+    "Checkpoint file (or Hugging Face model folder with model.safetensors) to use instead of "
+    "the cached/downloaded official one.",
     "Checkpoint file instead of the official one",
     advanced=True,
+    folders=True,
 )
 LORA = Option(
     "lora",

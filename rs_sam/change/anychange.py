@@ -21,7 +21,7 @@ from torch import Tensor
 
 from rs_sam.data.pair import ChipPair
 from rs_sam.errors import ConfigError
-from rs_sam.models.decoding import ChipFeatures, SamDecoder
+from rs_sam.models.decoding import ChipFeatures, SamDecoder, encoder_features
 from rs_sam.models.mask_proposals import MaskProposals, ProposalSettings, propose_masks
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 #: (the paper reports 155 degrees).
 DEFAULT_THRESHOLD_DEG = 145.0
 
-#: Maps one image embedding (1, C, E, E) to its mask proposals.
-Proposer = Callable[[Tensor], MaskProposals]
+#: Maps one image's features (embedding (1, C, E, E), SAM 2's high-resolution maps) to its
+#: mask proposals.
+Proposer = Callable[[ChipFeatures], MaskProposals]
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,14 @@ def score_chip(
         chip: raw chip (for its size and validity mask).
         image_a, image_b: (3, S, S) float32 0..255 normalised images of both dates.
         encoder: frozen SAM-family encoder (must have a SAM image embedding).
-        proposer: turns one image embedding into mask proposals.
+        proposer: turns one image's features into mask proposals.
     """
     size = chip.window.size
     device = next(encoder.parameters()).device
     images = torch.from_numpy(np.stack([image_a, image_b])).to(device)
-    embeddings = encoder.embed(images)  # (2, C, E, E)
-    proposals = [proposer(embeddings[i : i + 1]) for i in range(2)]
+    features = encoder_features(encoder, images)  # both dates in one pass
+    embeddings = features.embedding  # (2, C, E, E)
+    proposals = [proposer(features.row(i)) for i in range(2)]
     masks = torch.cat([p.masks for p in proposals])  # (N, h, w)
     if len(masks) == 0:
         return ChipScore(np.zeros((size, size), np.float32), chip.valid, 0)
@@ -124,7 +126,7 @@ def sam_proposer(encoder: FrozenEncoder, settings: ProposalSettings) -> Proposer
         )
     decoder = SamDecoder.for_encoder(encoder)
 
-    def propose(embedding: Tensor) -> MaskProposals:
-        return propose_masks(decoder, ChipFeatures(embedding), settings=settings)
+    def propose(features: ChipFeatures) -> MaskProposals:
+        return propose_masks(decoder, features, settings=settings)
 
     return propose

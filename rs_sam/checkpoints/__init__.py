@@ -11,7 +11,8 @@ One module per job:
   (``weights_only=True``): pickles that would run code are refused, never executed, and every
   failure is one line ("contains code" or "not a readable ...", and where trusted files come
   from); :mod:`~rs_sam.checkpoints.pickle_scan` reads a refused pickle statically to tell which.
-* :mod:`~rs_sam.checkpoints.safe_load`: state dicts read through it.
+* :mod:`~rs_sam.checkpoints.safe_load`: state dicts read through it (or, for safetensors files
+  and Hugging Face model folders, through :mod:`~rs_sam.checkpoints.safetensors_file`).
 * :mod:`~rs_sam.checkpoints.ultralytics_pickle`: the tensors of pickled FastSAM models, read
   through inert stand-ins.
 * :mod:`~rs_sam.checkpoints.identify`: what model a state dict belongs to.
@@ -38,11 +39,18 @@ from rs_sam.checkpoints.cache import (
     rs_sam_home,
 )
 from rs_sam.checkpoints.download import download_checkpoint
-from rs_sam.checkpoints.identify import IDENTIFIABLE, identified_hint, identify_checkpoint
+from rs_sam.checkpoints.identify import (
+    IDENTIFIABLE,
+    checkpoint_hint,
+    foreign_model,
+    identified_hint,
+    identify_checkpoint,
+)
 from rs_sam.checkpoints.keys import KeyMismatch, compare_keys, load_into_model
 from rs_sam.checkpoints.published import CheckpointSpec, file_sha256
 from rs_sam.checkpoints.report import CheckpointReport, inspect_checkpoint, require_identified
 from rs_sam.checkpoints.safe_load import load_state_dict
+from rs_sam.checkpoints.safetensors_file import HF_WEIGHTS, is_safetensors, weights_file
 from rs_sam.checkpoints.torch_file import (
     TORCH_LOAD_ERRORS,
     TRUSTED_ADAPTER,
@@ -54,6 +62,7 @@ from rs_sam.checkpoints.ultralytics_pickle import load_any_state_dict, load_ultr
 
 __all__ = [
     "DEFAULT_HOME",
+    "HF_WEIGHTS",
     "HOME_ENV",
     "IDENTIFIABLE",
     "OFFLINE_ENV",
@@ -67,13 +76,16 @@ __all__ = [
     "PublishedModel",
     "cached_checkpoint_path",
     "checkpoint_dir",
+    "checkpoint_hint",
     "compare_keys",
     "download_checkpoint",
     "file_sha256",
+    "foreign_model",
     "identified_hint",
     "identify_checkpoint",
     "inspect_checkpoint",
     "is_offline",
+    "is_safetensors",
     "load_any_state_dict",
     "load_into_model",
     "load_state_dict",
@@ -82,4 +94,5 @@ __all__ = [
     "require_identified",
     "resolve_checkpoint",
     "rs_sam_home",
+    "weights_file",
 ]

@@ -22,6 +22,7 @@ from rs_sam.checkpoints.published import (
     marker_valid,
     write_marker,
 )
+from rs_sam.checkpoints.safetensors_file import weights_file
 from rs_sam.errors import CheckpointNotFoundError, ModelFileNotFoundError
 
 HOME_ENV = "RS_SAM_HOME"
@@ -75,7 +76,8 @@ def resolve_checkpoint(
 
     Args:
         spec: The encoder whose official checkpoint is wanted.
-        checkpoint: An explicit file; it must exist and is used as is.
+        checkpoint: An explicit file (or Hugging Face model folder: its ``model.safetensors``);
+            it must exist and is used as is.
         download: Allow downloading when the file is not cached (``RS_SAM_OFFLINE=1`` forbids
             it regardless).
         progress: Show a progress bar while downloading.
@@ -92,6 +94,8 @@ def resolve_checkpoint(
     """
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():  # a Hugging Face model folder: its model.safetensors
+            return weights_file(path)
         if not path.is_file():  # a file the user named: bad input (exit 2)
             raise ModelFileNotFoundError(
                 f"checkpoint file {path} does not exist; pass the path of an existing file, or "

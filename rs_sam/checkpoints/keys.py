@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from rs_sam.checkpoints.identify import identified_hint, identify_checkpoint
+from rs_sam.checkpoints.identify import checkpoint_hint
 from rs_sam.checkpoints.messages import listed
 from rs_sam.errors import CheckpointError
 
@@ -75,7 +75,7 @@ def load_into_model(
     wanted = {k: v for k, v in state_dict.items() if not (ignore and ignore(k))}
     mismatch = compare_keys(module.state_dict(), wanted)
     if mismatch:
-        hint = identified_hint(identify_checkpoint(state_dict), encoder)
+        hint = checkpoint_hint(state_dict, encoder)
         raise CheckpointError(
             f"checkpoint {source} does not fit encoder '{encoder}': {mismatch}; {hint}"
         )

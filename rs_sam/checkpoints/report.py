@@ -79,7 +79,7 @@ def require_identified(report: CheckpointReport) -> CheckpointReport:
     if report.identified is None:
         raise CheckpointError(
             f"{report.path} holds {report.n_tensors:,} tensors that match no checkpoint rs-sam "
-            "knows (SAM, HQ-SAM, MobileSAM, FastSAM); pass an official file "
+            "knows (SAM, HQ-SAM, MobileSAM, FastSAM, SAM 2.1); pass an official file "
             "(rs-sam weights list) or one fine-tuned from it"
         )
     return report

@@ -1,7 +1,9 @@
 """Reading state dicts without executing anything.
 
-Files are only ever read with ``torch.load(..., map_location="cpu", weights_only=True)``: a
-pickle that would construct arbitrary objects or call functions is refused, never executed.
+PyTorch files are only ever read with ``torch.load(..., map_location="cpu", weights_only=True)``:
+a pickle that would construct arbitrary objects or call functions is refused, never executed.
+safetensors files (and Hugging Face model folders, through their ``model.safetensors``) hold no
+pickle at all (:mod:`~rs_sam.checkpoints.safetensors_file`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import torch
 from torch import Tensor
 
 from rs_sam.checkpoints.messages import listed
+from rs_sam.checkpoints.safetensors_file import is_safetensors, read_safetensors, weights_file
 from rs_sam.checkpoints.torch_file import (
     TORCH_LOAD_ERRORS,
     TRUSTED_CHECKPOINT,
     code_refusal,
     read_torch_file,
 )
-from rs_sam.errors import CheckpointError, ModelFileNotFoundError
+from rs_sam.errors import CheckpointError
 
 __all__ = [
     "TORCH_LOAD_ERRORS",
@@ -34,13 +37,9 @@ __all__ = [
 
 
 def existing_file(path: str | Path) -> Path:
-    """``path`` expanded; a file the user named that is missing is bad input (exit 2)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ModelFileNotFoundError(
-            f"checkpoint file {path} does not exist; pass the path of an existing file"
-        )
-    return path
+    """``path`` expanded (a Hugging Face model folder: its ``model.safetensors``); a file the
+    user named that is missing is bad input (exit 2)."""
+    return weights_file(path)
 
 
 def pickled_globals(path: Path) -> list[str]:
@@ -84,9 +83,10 @@ def as_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
 
 
 def load_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a state dict with ``torch.load(weights_only=True)`` only.
+    """Read a state dict with ``torch.load(weights_only=True)`` only, or from safetensors.
 
-    ``{"model": sd}`` and ``{"state_dict": sd}`` wrappers are unwrapped.
+    ``{"model": sd}`` and ``{"state_dict": sd}`` wrappers are unwrapped. A safetensors file (or a
+    Hugging Face model folder) is read without any pickle.
 
     Raises:
         CheckpointNotFoundError: The file does not exist.
@@ -94,4 +94,6 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
             ("refused: ..."), or the file is corrupt/truncated, or it is not a state dict.
     """
     path = existing_file(path)
+    if is_safetensors(path):
+        return read_safetensors(path)
     return as_state_dict(torch_load(path), path)

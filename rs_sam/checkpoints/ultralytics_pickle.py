@@ -23,6 +23,7 @@ from rs_sam.checkpoints.safe_load import (
     refusal,
     torch_load,
 )
+from rs_sam.checkpoints.safetensors_file import is_safetensors
 from rs_sam.errors import CheckpointError
 
 # Pickled names that load_ultralytics_state_dict replaces by inert stand-ins. Anything else
@@ -129,8 +130,10 @@ def load_ultralytics_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 
 def load_any_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A state dict from either a plain checkpoint or a pickled ultralytics model."""
+    """A state dict from a plain checkpoint, a safetensors file or a pickled ultralytics model."""
     path = existing_file(path)
+    if is_safetensors(path):
+        return load_state_dict(path)
     try:
         unsafe = pickled_globals(path)
     except TORCH_LOAD_ERRORS:

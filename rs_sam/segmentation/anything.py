@@ -119,7 +119,7 @@ def check_sam(settings: SegmentSettings) -> None:
     if spec.embedding_dim is None:
         raise ConfigError(
             f"encoder '{spec.name}' has no SAM mask decoder, which segmentation with SAM "
-            "needs; use --encoder mobile_sam, sam_vit_b/l/h or sam_hq_vit_b/l/h/tiny"
+            "needs; use --encoder mobile_sam, sam_vit_b/l/h, sam_hq_vit_b/l/h/tiny or sam2_hiera_*"
         )
     if settings.hq != "off" and not spec.hq:
         raise hq_encoder_error(spec.name)

@@ -262,7 +262,7 @@ def _check(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} is invalid; use an integer >= 1")
     side = tuple(prompt_encoder.image_embedding_size)
-    expected = (1, prompt_encoder.embed_dim, *side)
+    expected = (1, encoder.embedding_dim, *side)
     if tuple(embedding.shape) != expected:
         raise ConfigError(
             f"embedding has shape {tuple(embedding.shape)}, expected {expected}; pass "

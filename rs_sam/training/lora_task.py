@@ -69,7 +69,6 @@ from rs_sam.models.lora import (
     LoraSettings,
     apply_lora,
     count_lora_parameters,
-    embed_trainable,
     save_adapter,
     set_lora_train_mode,
     set_trainable,
@@ -110,28 +109,29 @@ class LoraSam(nn.Module):
         self.encoder = encoder
         self.decoder = SamDecoder.for_encoder(encoder)  # not a module: holds the encoder's
 
-    def embed(self, images: Tensor, *, trainable: bool) -> Tensor:
-        """The image embedding, with autograd through the image encoder's LoRA or without."""
-        if trainable:
-            return embed_trainable(self.encoder, images)
-        return self.encoder.embed(images)
+    def features(self, images: Tensor, *, trainable: bool) -> ChipFeatures:
+        """The image embedding (and SAM 2's high-resolution features), with autograd through
+        the image encoder's LoRA or without."""
+        return self.decoder.features(images, trainable=trainable)
 
-    def decode(self, embedding: Tensor, prompts: Sequence[Prompts | None] | None = None) -> Tensor:
-        """Multimask low-resolution logits ``(B, 3, 4g, 4g)`` of ``(B, C, g, g)`` embeddings.
+    def decode(
+        self, features: ChipFeatures, prompts: Sequence[Prompts | None] | None = None
+    ) -> Tensor:
+        """Multimask low-resolution logits ``(B, 3, 4g, 4g)`` of ``B`` chips' features.
 
         A chip without prompts uses the no-prompt embedding; a chip with ``N`` prompts gets
         the maximum of their ``N`` masks (their union at threshold 0).
         """
-        device = embedding.device
+        device = features.embedding.device
         outputs = []
-        for index in range(embedding.shape[0]):
+        for index in range(features.embedding.shape[0]):
             prompt = None if prompts is None else prompts[index]
             points = boxes = None
             if prompt is not None and prompt.count > 0:
                 points = None if prompt.points is None else prompt.points.to(device)
                 boxes = None if prompt.boxes is None else prompt.boxes.to(device)
             masks = self.decoder.decode_train(
-                ChipFeatures(embedding[index : index + 1]),
+                features.row(index),
                 points=points,
                 boxes=boxes,
                 multimask=True,
@@ -384,8 +384,8 @@ class LoraTask(HeadTask):
         ``iterations`` prompted passes (prompts from the previous pass's output mask).
         """
         stage1 = self.hparams.stage == 1
-        embedding = self.model.embed(images, trainable=stage1 and self.training)
-        passes = [self.model.decode(embedding)]
+        features = self.model.features(images, trainable=stage1 and self.training)
+        passes = [self.model.decode(features)]
         for _ in range(self.iterations):
             previous = passes[-1][:, self.hparams.output_mask]
             prompts = prompts_from_masks(
@@ -397,7 +397,7 @@ class LoraTask(HeadTask):
                 max_prompts=self.hparams.max_prompts,
                 rng=rng,
             )
-            passes.append(self.model.decode(embedding, prompts))
+            passes.append(self.model.decode(features, prompts))
         return passes
 
     def _losses(self, passes: list[Tensor], mask: Tensor) -> tuple[Tensor, list[Tensor]]:

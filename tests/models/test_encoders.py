@@ -32,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.Ran
 
 SAM_NAMES = ["mobile_sam", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
 HQ_NAMES = ["sam_hq_vit_b", "sam_hq_vit_l", "sam_hq_vit_h", "sam_hq_vit_tiny"]
+SAM2_NAMES = ["sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large"]
 FASTSAM_NAMES = ["fastsam_s", "fastsam_x"]
 HAS_ULTRALYTICS = importlib.util.find_spec("ultralytics") is not None
 needs_ultralytics = pytest.mark.skipif(
@@ -54,7 +55,7 @@ def tiny_encoders() -> dict[str, FrozenEncoder]:
 
 
 def test_registry_lists_names_default_first() -> None:
-    assert list_encoders() == SAM_NAMES + HQ_NAMES + FASTSAM_NAMES
+    assert list_encoders() == SAM_NAMES + HQ_NAMES + SAM2_NAMES + FASTSAM_NAMES
 
 
 def test_unknown_encoder_lists_choices() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
+import torch
 from torch import Tensor
 
 
@@ -15,8 +17,9 @@ class ChipFeatures:
         embedding: ``(B, C, E, E)`` SAM image embedding (:meth:`FrozenEncoder.embed`).
         interm: ``(B, D, E, E)`` early-layer features HQ-SAM's decoder fuses with the
             embedding (:meth:`FrozenEncoder.embed_hq`), or None.
-        high_res: Higher-resolution feature maps (e.g. SAM 2's stride-4 and stride-8 maps)
-            for decoders that take them, or None. No decoder here uses them yet.
+        high_res: SAM 2's stride-4 and stride-8 maps ``(B, C/8, 4E, 4E)``, ``(B, C/4, 2E, 2E)``
+            that its mask decoder adds while upscaling (:meth:`FrozenEncoder.embed_high_res`),
+            or None for decoders without them.
         hq_features: HQ-SAM's fused features ``(B, C/8, 4E, 4E)``, filled once per chip by
             :meth:`SamDecoder.prepare` (they depend on the decoder's weights); None until then.
     """
@@ -29,3 +32,35 @@ class ChipFeatures:
     def with_hq_features(self, hq_features: Tensor) -> ChipFeatures:
         """A copy carrying HQ-SAM's fused features."""
         return replace(self, hq_features=hq_features)
+
+    def row(self, index: int) -> ChipFeatures:
+        """The features of chip ``index`` alone (batch of one)."""
+        part = slice(index, index + 1)
+        return ChipFeatures(
+            self.embedding[part],
+            None if self.interm is None else self.interm[part],
+            None if self.high_res is None else tuple(h[part] for h in self.high_res),
+            None if self.hq_features is None else self.hq_features[part],
+        )
+
+
+def encoder_features(encoder: Any, images: Tensor, *, trainable: bool = False) -> ChipFeatures:
+    """What plain (not HQ) SAM decoding needs of RGB chips ``(B, 3, H, W)``.
+
+    The embedding, and for SAM 2 encoders (``encoder.has_high_res``) the high-resolution
+    features, from one pass through the encoder. Without ``trainable`` the encoder runs under
+    ``no_grad`` as its contract says (any object with ``embed(images)`` will do); with it,
+    autograd runs through the encoder (LoRA training).
+    """
+    high_res = bool(getattr(encoder, "has_high_res", False))
+    if not trainable:
+        if high_res:
+            embedding, maps = encoder.embed_high_res(images)
+            return ChipFeatures(embedding, high_res=tuple(maps))
+        return ChipFeatures(encoder.embed(images))
+    with torch.enable_grad():
+        x = encoder.preprocess(images)
+        if high_res:
+            embedding, maps = encoder._embed_high_res(x)
+            return ChipFeatures(embedding, high_res=tuple(maps))
+        return ChipFeatures(encoder._embed(x))

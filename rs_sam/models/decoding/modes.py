@@ -15,7 +15,10 @@ HQ_MODES: tuple[str, ...] = ("off", "add", "only")
 
 def hq_encoder_error(encoder: str, flag: str = "--hq/--hq-only") -> ConfigError:
     """The one-line error for HQ decoding (``flag``) asked of an encoder that is not HQ-SAM."""
+    has = "SAM's plain decoder"
+    if encoder.startswith("sam2_"):
+        has = "SAM 2's decoder, without HQ-SAM's"
     return ConfigError(
         f"{flag} needs an HQ-SAM encoder: --encoder sam_hq_vit_b (or sam_hq_vit_tiny, "
-        f"sam_hq_vit_l, sam_hq_vit_h); '{encoder}' has SAM's plain decoder"
+        f"sam_hq_vit_l, sam_hq_vit_h); '{encoder}' has {has}"
     )

@@ -13,17 +13,21 @@ prompts against what the encoder produced for a chip (:class:`ChipFeatures`):
 
 Both return :class:`DecodedMasks`. Prompt coordinates are in model-input pixels, already
 shifted by -0.5 as SAM's prompt encoder expects.
+
+SAM 2 encoders (``encoder.has_high_res``) decode through
+:class:`~rs_sam.models.decoding.sam2.Sam2Heads` (transformers' SAM 2 prompt encoder and mask
+decoder, with the chip's high-resolution features) in both methods; same contract.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
 from rs_sam.errors import ConfigError
-from rs_sam.models.decoding.features import ChipFeatures
+from rs_sam.models.decoding.features import ChipFeatures, encoder_features
 from rs_sam.models.decoding.hq import (
     DEFAULT_HQ_CHUNK,
     decode_hq,
@@ -32,6 +36,7 @@ from rs_sam.models.decoding.hq import (
     select_hq,
 )
 from rs_sam.models.decoding.modes import HQ_MODES, HqMode, hq_encoder_error
+from rs_sam.models.decoding.sam2 import DEFAULT_SAM2_CHUNK, Sam2Heads
 from rs_sam.models.fast_decoder import decode_points
 
 if TYPE_CHECKING:
@@ -91,6 +96,9 @@ class SamDecoder:
         self.mask_decoder: Any = mask_decoder
         self.hq = hq
         self.encoder = encoder
+        # SAM 2: its own heads (and high-resolution features); None for SAM and HQ-SAM
+        sam2 = encoder is not None and bool(getattr(encoder, "has_high_res", False))
+        self._sam2 = Sam2Heads(cast(Any, encoder).sam) if sam2 else None
 
     @classmethod
     def for_encoder(cls, encoder: FrozenEncoder, hq: HqMode = "off") -> SamDecoder:
@@ -116,6 +124,8 @@ class SamDecoder:
     @property
     def input_size(self) -> int:
         """Side of the model input: the frame of prompt coordinates."""
+        if self._sam2 is not None:
+            return self._sam2.input_size
         return int(self.prompt_encoder.input_image_size[0])
 
     @property
@@ -124,12 +134,16 @@ class SamDecoder:
         return int(self.prompt_encoder.mask_input_size[0])
 
     # ------------------------------------------------------------------ image side
-    def features(self, images: Tensor) -> ChipFeatures:
-        """What this decoder needs of RGB chips ``(B, 3, H, W)``, from its encoder (no grad)."""
+    def features(self, images: Tensor, *, trainable: bool = False) -> ChipFeatures:
+        """What this decoder needs of RGB chips ``(B, 3, H, W)``, from its encoder.
+
+        No autograd, unless ``trainable`` (plain decoding: gradients reach the image
+        encoder's LoRA).
+        """
         if self.encoder is None:
             raise ValueError("this SamDecoder was built without an encoder; use for_encoder")
         if self.hq == "off":
-            return ChipFeatures(self.encoder.embed(images))
+            return encoder_features(self.encoder, images, trainable=trainable)
         embedding, interm = self.encoder.embed_hq(images)
         return ChipFeatures(embedding, interm)
 
@@ -170,7 +184,7 @@ class SamDecoder:
             masks: ``(N, 1, m, m)`` mask-prompt logits at :attr:`mask_input_size`, or None.
             multimask: SAM's three ambiguity masks (with HQ-SAM: the best of them) instead of
                 its single mask.
-            chunk: Prompts decoded together (None: each path's default).
+            chunk: Prompts decoded together (None: each path's default; SAM 2: 16).
         """
         if self.hq != "off":
             if masks is not None:
@@ -190,7 +204,17 @@ class SamDecoder:
                 features=prepared.hq_features,
             )
             return DecodedMasks(out.logits, out.iou, out.index[:, None])
-        if points is not None and boxes is None and masks is None:
+        if self._sam2 is not None:
+            logits, iou = self._sam2.decode(
+                features,
+                points=points,
+                labels=labels,
+                boxes=boxes,
+                masks=masks,
+                multimask=multimask,
+                chunk=DEFAULT_SAM2_CHUNK if chunk is None else chunk,
+            )
+        elif points is not None and boxes is None and masks is None:
             extra = {} if chunk is None else {"chunk": chunk}
             logits, iou = decode_points(
                 self.prompt_encoder,
@@ -223,9 +247,20 @@ class SamDecoder:
 
         Gradients reach the trainable parameters (LoRA, a trained prompt encoder, HQ-SAM's
         parameters) and the features. A frozen prompt encoder runs without autograd. With no
-        prompt at all, one row decodes SAM's "no prompt" embedding. ``chunk`` (HQ-SAM):
-        prompts through the decoder together (None: all).
+        prompt at all, one row decodes SAM's "no prompt" embedding. ``chunk`` (HQ-SAM,
+        SAM 2): prompts through the decoder together (None: all).
         """
+        if self._sam2 is not None:
+            logits, iou = self._sam2.decode(
+                features,
+                points=points,
+                labels=labels,
+                boxes=boxes,
+                masks=masks,
+                multimask=multimask,
+                chunk=chunk,
+            )
+            return DecodedMasks(logits, iou, _outputs(logits))
         if self.hq == "off":
             embedding = features.embedding
             logits, iou = self._official(embedding, points, labels, boxes, masks, multimask)

@@ -1,4 +1,4 @@
-"""Frozen image encoders of the Segment Anything family (SAM, MobileSAM, HQ-SAM, FastSAM).
+"""Frozen image encoders of the Segment Anything family (SAM, MobileSAM, HQ-SAM, FastSAM, SAM 2.1).
 
 >>> from rs_sam.models.encoders import load_encoder
 >>> encoder = load_encoder("mobile_sam")            # official weights, cached or downloaded
@@ -11,6 +11,7 @@ from __future__ import annotations
 from rs_sam.models.encoders.base import (
     EncoderOutput,
     FrozenEncoder,
+    HighResEmbedding,
     HqEmbedding,
     RandomWeightsWarning,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "EncoderOutput",
     "EncoderSpec",
     "FrozenEncoder",
+    "HighResEmbedding",
     "HqEmbedding",
     "RandomWeightsWarning",
     "encoder_fingerprint",

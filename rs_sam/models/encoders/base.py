@@ -2,7 +2,8 @@
 
 An encoder takes RGB chips in 0..255, resizes and normalises them itself, and returns four
 feature maps at strides 4/8/16/32 of its input size (channels in ``encoder.channels``) plus,
-for the SAM family, the SAM image embedding that the prompt encoder and mask decoder consume.
+for the SAM family, the SAM image embedding that the prompt encoder and mask decoder consume
+(and, for SAM 2, the high-resolution features its mask decoder also takes).
 Encoders are frozen: no parameter requires grad and ``.train()`` leaves them in eval mode, so
 a Lightning module can call ``.train()`` on its parent every epoch.
 """
@@ -58,6 +59,20 @@ class HqEmbedding(NamedTuple):
 
     embedding: Tensor
     interm: Tensor
+
+
+class HighResEmbedding(NamedTuple):
+    """What :meth:`FrozenEncoder.embed_high_res` returns: SAM 2's two image inputs.
+
+    Attributes:
+        embedding: The SAM image embedding ``(B, embedding_dim, S/16, S/16)``, as
+            :meth:`FrozenEncoder.embed`.
+        high_res: The stride-4 and stride-8 maps SAM 2's mask decoder adds while upscaling,
+            ``(B, C/8, S/4, S/4)`` and ``(B, C/4, S/8, S/8)`` (``C`` = ``embedding_dim``).
+    """
+
+    embedding: Tensor
+    high_res: tuple[Tensor, Tensor]
 
 
 class FrozenEncoder(nn.Module, ABC):
@@ -140,6 +155,11 @@ class FrozenEncoder(nn.Module, ABC):
     def hq_decoder(self) -> nn.Module | None:
         """``segment_anything_hq``'s ``MaskDecoderHQ`` of an HQ-SAM encoder, else None."""
         return None
+
+    @property
+    def has_high_res(self) -> bool:
+        """Whether the SAM decoder also takes high-resolution features (SAM 2)."""
+        return False
 
     # ------------------------------------------------------------------ freezing
     def freeze(self) -> Self:
@@ -241,6 +261,26 @@ class FrozenEncoder(nn.Module, ABC):
         with torch.no_grad():
             return self._embed_hq(self.preprocess(images))
 
+    def embed_high_res(self, images: Tensor) -> HighResEmbedding:
+        """The SAM embedding and the high-resolution features SAM 2's decoder needs.
+
+        One pass through the image encoder; ``embedding`` equals :meth:`embed`'s.
+
+        Args:
+            images: ``(B, 3, H, W)`` RGB in 0..255 with ``H == W``.
+
+        Raises:
+            ConfigError: The encoder's decoder takes no such features (not SAM 2).
+        """
+        if not self.has_high_res:
+            raise ConfigError(
+                f"encoder '{self.spec.name}' has no high-resolution decoder features; "
+                "they are SAM 2's (e.g. 'sam2_hiera_tiny')"
+            )
+        self._warn_if_random()
+        with torch.no_grad():
+            return self._embed_high_res(self.preprocess(images))
+
     def _warn_if_random(self) -> None:
         if self.random_weights:
             warnings.warn(
@@ -265,6 +305,10 @@ class FrozenEncoder(nn.Module, ABC):
     def _embed_hq(self, x: Tensor) -> HqEmbedding:
         """Embedding and early-layer features of normalised input; HQ-SAM encoders override."""
         raise ConfigError(f"encoder '{self.spec.name}' has no HQ-SAM features")
+
+    def _embed_high_res(self, x: Tensor) -> HighResEmbedding:
+        """Embedding and high-resolution features of normalised input; SAM 2 overrides."""
+        raise ConfigError(f"encoder '{self.spec.name}' has no high-resolution decoder features")
 
     @abstractmethod
     def load_checkpoint(self, path: Path) -> None:

@@ -12,8 +12,13 @@ the ultralytics asset files. HQ-SAM files are those of the official Hugging Face
 references; ``sam_hq_vit_h.pth`` 2,570,940,653 bytes and its sha256 as pinned by several
 public manifests (refiners' conversion recipe, Intel's Geti model map); the
 ``sam_hq_vit_tiny.pth`` sha256 from the same manifests (no public byte count found);
-nothing public was found for ``sam_hq_vit_l.pth``. Missing figures are None and then not
-checked.
+nothing public was found for ``sam_hq_vit_l.pth``. SAM 2.1 files are Meta's
+``sam2.1_hiera_{tiny,small,base_plus,large}.pt`` (``dl.fbaipublicfiles.com/segment_anything_2/
+092824/``, Apache-2.0): no byte count or sha256 of them was found published (download scripts
+and model cards give rounded MB only), so both are None. They are pickled state dicts read
+with ``torch.load(weights_only=True)`` like every .pt here; transformers' ``model.safetensors``
+of the same weights (a file, or a Hugging Face model folder) loads too with ``--checkpoint``.
+Missing figures are None and then not checked.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from rs_sam.checkpoints import CheckpointSpec, file_sha256, resolve_checkpoint
+from rs_sam.checkpoints import CheckpointSpec, file_sha256, resolve_checkpoint, weights_file
 from rs_sam.errors import ConfigError, UnknownEncoderError
 from rs_sam.models.encoders.base import FrozenEncoder, RandomWeightsWarning
 from rs_sam.models.encoders.fastsam import build_fastsam
@@ -37,6 +42,7 @@ from rs_sam.models.encoders.sam import (
     tinyvit_channels,
     vit_channels,
 )
+from rs_sam.models.encoders.sam2 import build_sam2, hiera_channels
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)  # ImageNet mean in 0..255 (segment_anything)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -54,8 +60,9 @@ class EncoderSpec:
 
     Attributes:
         name: Registry key (``mobile_sam``, ``sam_vit_b``, ``sam_hq_vit_b``...).
-        family: Image-encoder family: ``"sam"`` (ViT), ``"mobile_sam"`` (TinyViT) or
-            ``"fastsam"``; HQ-SAM variants belong to their backbone's.
+        family: Image-encoder family: ``"sam"`` (ViT), ``"mobile_sam"`` (TinyViT),
+            ``"sam2"`` (SAM 2.1's Hiera) or ``"fastsam"``; HQ-SAM variants belong to their
+            backbone's.
         builder: ``builder(spec, *, tiny) -> FrozenEncoder`` with random weights.
         checkpoint: Official checkpoint (URL, file name, published size and sha256).
         licence: Licence of code and weights (SPDX id).
@@ -72,7 +79,7 @@ class EncoderSpec:
     """
 
     name: str
-    family: Literal["sam", "mobile_sam", "fastsam"]
+    family: Literal["sam", "mobile_sam", "sam2", "fastsam"]
     builder: Callable[..., FrozenEncoder] = field(repr=False)
     checkpoint: CheckpointSpec
     licence: str
@@ -90,6 +97,7 @@ class EncoderSpec:
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _ULTRALYTICS_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
 _HQ_SAM_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 
 
 def _sam_vit(name: str, filename: str, size: int, sha256: str, what: str) -> EncoderSpec:
@@ -129,6 +137,25 @@ def _sam_hq(name: str, size: int | None, sha256: str | None, what: str) -> Encod
         extra=None,
         description=what,
         hq=True,
+    )
+
+
+def _sam2(name: str, what: str) -> EncoderSpec:
+    filename = name.replace("sam2_", "sam2.1_") + ".pt"  # sam2.1_hiera_tiny.pt ...
+    return EncoderSpec(
+        name=name,
+        family="sam2",
+        builder=build_sam2,
+        checkpoint=CheckpointSpec(_SAM2_URL + filename, filename),  # no published figures
+        licence="Apache-2.0",
+        input_size=1024,
+        pixel_mean=SAM_PIXEL_MEAN,  # ImageNet mean/std, as transformers' Sam2ImageProcessor
+        pixel_std=SAM_PIXEL_STD,
+        strides=STRIDES,
+        channels=hiera_channels(name),
+        embedding_dim=256,
+        extra=None,
+        description=what,
     )
 
 
@@ -225,6 +252,10 @@ ENCODERS: dict[str, EncoderSpec] = {
             "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
             "Light HQ-SAM: MobileSAM's TinyViT + HQ output token",
         ),
+        _sam2("sam2_hiera_tiny", "SAM 2.1 Hiera-T (Meta): 4-stage Hiera pyramid, SAM 2 decoder"),
+        _sam2("sam2_hiera_small", "SAM 2.1 Hiera-S (Meta)"),
+        _sam2("sam2_hiera_base_plus", "SAM 2.1 Hiera-B+ (Meta)"),
+        _sam2("sam2_hiera_large", "SAM 2.1 Hiera-L (Meta), the largest SAM 2.1"),
         _fastsam(
             "fastsam_s",
             "FastSAM-s.pt",
@@ -329,6 +360,6 @@ def encoder_fingerprint(encoder: FrozenEncoder, checkpoint: str | Path | None) -
     if encoder.random_weights:
         return None
     if checkpoint is not None:
-        return file_sha256(checkpoint)
+        return file_sha256(weights_file(checkpoint))  # a Hugging Face folder: its weights
     spec = encoder.spec
     return spec.checkpoint.sha256 or file_sha256(resolve_checkpoint(spec, download=False))

@@ -41,7 +41,7 @@ def apply_lora(encoder: FrozenEncoder, settings: LoraSettings | None = None) -> 
     peft LoRA. ``B`` starts at zero, so outputs are unchanged. The encoder stays in eval mode.
 
     Args:
-        encoder: A ``sam_vit_*`` or ``mobile_sam`` encoder without LoRA.
+        encoder: A ``sam_vit_*``, ``mobile_sam`` or ``sam2_hiera_*`` encoder without LoRA.
         settings: Rank, alpha, dropout, targets; default :class:`LoraSettings` (SamLP).
 
     Returns:
@@ -78,7 +78,7 @@ def apply_lora(encoder: FrozenEncoder, settings: LoraSettings | None = None) -> 
     if wrapped == 0:
         raise ConfigError(
             f"encoder '{encoder.spec.name}' has no fused qkv attention in its image encoder; "
-            "LoRA supports SAM ViT and MobileSAM"
+            "LoRA supports SAM ViT, MobileSAM and SAM 2.1 (Hiera)"
         )
     if settings.decoder:
         _inject_decoder(sam.mask_decoder, settings)

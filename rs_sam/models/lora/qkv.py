@@ -1,7 +1,8 @@
 """The image-encoder LoRA layer: a fused ``qkv`` Linear with updates on some of its rows.
 
-SAM ViT and MobileSAM's TinyViT compute q, k and v with ONE fused ``qkv`` Linear per attention
-block, laid out differently (ViT: ``[q | k | v]``; TinyViT: per head ``[q_h | k_h | v_h]``).
+SAM ViT, MobileSAM's TinyViT and SAM 2's Hiera compute q, k and v with ONE fused ``qkv`` Linear
+per attention block, laid out differently (ViT and Hiera: ``[q | k | v]``; TinyViT: per head
+``[q_h | k_h | v_h]``).
 :func:`qkv_rows` finds each part's rows; :class:`LoraQKV` adapts only the target parts.
 """
 
@@ -115,12 +116,16 @@ def qkv_rows(attn: Any, qkv: nn.Linear) -> dict[str, Tensor]:
                 part: (starts[:, None] + torch.arange(lo, hi)[None, :]).reshape(-1)
                 for part, (lo, hi) in spans.items()
             }
-    elif out == 3 * qkv.in_features:
-        # SAM ViT: qkv(x).reshape(B, HW, 3, heads, -1): rows [q | k | v]
-        dim = qkv.in_features
-        return {part: torch.arange(i * dim, (i + 1) * dim) for i, part in enumerate(PARTS)}
+    else:
+        # SAM ViT: qkv(x).reshape(B, HW, 3, heads, -1): rows [q | k | v] of its width. SAM 2's
+        # Hiera: the same, of the block's output width (dim_out), which doubles at a stage's
+        # first block (qkv: dim -> 3 * dim_out).
+        dim = getattr(attn, "dim_out", None) if hasattr(attn, "query_stride") else None
+        dim = qkv.in_features if dim is None else int(dim)
+        if out == 3 * dim:
+            return {part: torch.arange(i * dim, (i + 1) * dim) for i, part in enumerate(PARTS)}
     raise ConfigError(
         f"cannot tell where q, k and v sit in the fused qkv of {type(attn).__name__} "
-        f"({qkv.in_features} -> {out}); LoRA supports SAM ViT and MobileSAM (TinyViT) attention"
+        f"({qkv.in_features} -> {out}); LoRA supports SAM ViT, MobileSAM (TinyViT) and "
+        "SAM 2 (Hiera) attention"
     )
-
