@@ -75,6 +75,8 @@ def run_one(size: int, args: argparse.Namespace) -> dict[str, float]:
     def load_timed(*a, **k):
         encoder = real_load(*a, **k)
         encoder.embed = timed("encoder", encoder.embed)
+        if encoder.has_high_res:  # SAM 2: one encoder pass gives embedding and high-res maps
+            encoder.embed_high_res = timed("encoder", encoder.embed_high_res)
         return encoder
 
     recipe.load_encoder = load_timed
