@@ -97,6 +97,8 @@ def setup_output(verbose: int, quiet: bool) -> None:
 
 verbose_option = click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar; errors only.")
+
+
 def _click_type(option: Option) -> click.ParamType:
     if option.kind == "enum":
         return click.Choice(list(option.choices))
@@ -112,6 +114,10 @@ def click_parameter(option: Option) -> Callable[[F], F]:
     flags = [option.short, option.flag] if option.short else [option.flag]
     if option.kind == "bool":
         return click.option(*flags, is_flag=True, help=option.help)
+    if option.multiple:
+        return click.option(
+            *flags, multiple=True, default=(), type=_click_type(option), help=option.help
+        )
     extra: dict[str, Any] = {"envvar": option.envvar, "show_envvar": True} if option.envvar else {}
     return click.option(
         *flags,

@@ -9,6 +9,7 @@ imported on first use.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -31,6 +32,9 @@ PathLike = str | Path
 MODE_DEFAULT: SegmentMode = SEGMENT.default("mode")
 MULTIMASK_DEFAULT: Multimask = SEGMENT.default("multimask")
 CONTEXT_DEFAULT: int = SEGMENT.default("context")
+SCORE_THRESH_DEFAULT: float = SEGMENT.default("score_thresh")
+#: Encoders that take concept prompts (text, example boxes).
+CONCEPT_ENCODERS = ("sam3",)
 
 
 def detect_change(
@@ -41,13 +45,16 @@ def detect_change(
     settings: ChangeSettings | None = None,
     save_probability: PathLike | None = None,
     save_latent: PathLike | None = None,
+    text: str | Sequence[str] | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
 ) -> ChangeResult:
     """Changes between rasters ``a`` (earlier) and ``b`` (later) as polygons in ``output``.
 
-    Zero-shot (AnyChange) by default, or with a SAM-CD head (``settings.model``).
+    Zero-shot (AnyChange) by default, or with a SAM-CD head (``settings.model``). ``text``
+    (concepts, SAM 3) keeps only changes whose object on either date is one of them, with
+    ``concept_a``/``concept_b``.
     ``on_progress(done, total)`` is called after each chip; raising there stops the run
     before any output is finalised.
     """
@@ -63,6 +70,7 @@ def detect_change(
         overwrite=overwrite,
         show_progress=show_progress,
         on_progress=on_progress,
+        text=text,
     )
 
 
@@ -76,6 +84,9 @@ def segment(
     multimask: Multimask = MULTIMASK_DEFAULT,
     context: int = CONTEXT_DEFAULT,
     hq: HqMode | None = None,
+    text: str | Sequence[str] | None = None,
+    exemplars: PathLike | None = None,
+    score_thresh: float = SCORE_THRESH_DEFAULT,
     save_classes: PathLike | None = None,
     save_probability: PathLike | None = None,
     settings: SegmentSettings | None = None,
@@ -89,10 +100,28 @@ def segment(
     one object per point or box of ``prompts``; ``model``: semantic segmentation with a
     checkpoint from ``rs-sam train segment`` instead (``save_classes``/``save_probability``
     also write its rasters). ``hq`` (``"add"``/``"only"``, default ``settings.hq``) selects
-    HQ-SAM decoding for SAM's masks. Inconsistent combinations raise :class:`ConfigError`.
+    HQ-SAM decoding for SAM's masks. ``text`` (one or several noun phrases) and/or
+    ``exemplars`` (a vector file of example boxes) select SAM 3 concept segmentation: every
+    instance, one polygon each with ``prompt`` and ``score`` (kept from ``score_thresh``).
+    Inconsistent combinations raise :class:`ConfigError`.
     """
     settings = settings or SegmentSettings()
     hq = settings.hq if hq is None else hq
+    if text or exemplars is not None:
+        settings = _concept_settings(settings, mode, prompts, model, hq)
+        from rs_sam.segmentation.concepts import concept_texts, segment_concepts
+
+        return segment_concepts(
+            image,
+            output,
+            texts=concept_texts(text),
+            exemplars=exemplars,
+            score_thresh=score_thresh,
+            settings=settings,
+            overwrite=overwrite,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
     check_segment_request(
         mode=mode,
         prompts=prompts,
@@ -163,6 +192,26 @@ def check_segment_request(
         raise ConfigError("--mode prompt needs --prompts FILE (points or polygons)")
     if mode == "anything" and prompts:
         raise ConfigError("--prompts needs --mode prompt")
+
+
+def _concept_settings(
+    settings: SegmentSettings, mode: str, prompts: object, model: object, hq: str
+) -> SegmentSettings:
+    """The settings of a concept run: SAM 3 unless ``--encoder`` names another such model."""
+    if mode == "prompt" or prompts:
+        raise ConfigError("--text/--exemplars and --mode prompt/--prompts exclude each other")
+    if model is not None:
+        raise ConfigError("--text/--exemplars and --model exclude each other")
+    if hq != "off":
+        raise ConfigError("--hq/--hq-only apply to SAM's point and box masks, not to --text")
+    if settings.encoder == SegmentSettings().encoder:  # the default: the concept model
+        return dataclasses.replace(settings, encoder=CONCEPT_ENCODERS[0])
+    if settings.encoder not in CONCEPT_ENCODERS:
+        raise ConfigError(
+            f"encoder '{settings.encoder}' takes no text or example boxes; concept "
+            f"segmentation needs {' or '.join(CONCEPT_ENCODERS)} (leave --encoder out)"
+        )
+    return settings
 
 
 def _check_hq_encoder(encoder: str, flag: str) -> None:

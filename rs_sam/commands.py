@@ -64,6 +64,7 @@ def run(
             settings=ChangeSettings.from_options(given),
             save_probability=given["save_probability"],
             save_latent=given["save_latent"],
+            text=given["text"] or None,
             overwrite=given["overwrite"],
             **progress,  # type: ignore[arg-type]
         )
@@ -78,6 +79,9 @@ def run(
             multimask=given["multimask"],
             context=given["context"],
             hq=hq,
+            text=given["text"] or None,
+            exemplars=given["exemplars"],
+            score_thresh=given["score_thresh"],
             save_classes=given["save_classes"],
             save_probability=given["save_probability"],
             settings=SegmentSettings.from_options(given),

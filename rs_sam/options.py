@@ -54,6 +54,7 @@ class Option:
         setting: A field of the command's settings; False: an argument of the API call.
         qgis: The QGIS parameter's name [default: ``name`` in capitals].
         cli_only: Not a QGIS parameter (the QGIS provider runs locally).
+        multiple: The CLI option may be repeated (QGIS: one comma-separated text).
     """
 
     name: str
@@ -71,6 +72,7 @@ class Option:
     setting: bool = True
     qgis: str = ""
     cli_only: bool = False
+    multiple: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -129,6 +131,10 @@ class Command:
                 positional.append(str(value))
             elif option.kind == "bool":
                 flags.append(str(option.flag))
+            elif option.multiple:
+                items = value.split(",") if isinstance(value, str) else value
+                for item in (str(i).strip() for i in items):
+                    flags += [str(option.flag), item] if item else []
             else:
                 flags += [str(option.flag), str(value)]
         return positional + flags
@@ -152,45 +158,31 @@ def _overlap(help: str) -> Option:
 
 
 ENCODER = Option(
-    "encoder",
-    "string",
-    "Encoder from the registry (see `rs-sam weights list`).",
-    "Encoder (see `rs-sam weights list`)",
-    default="mobile_sam",
-)
+    "encoder", "string", "Encoder from the registry (see `rs-sam weights list`).",
+    "Encoder (see `rs-sam weights list`)", default="mobile_sam",
+)  # fmt: skip
 WEIGHTS = Option(
-    "weights",
-    "enum",
+    "weights", "enum",
     "'random' = untrained weights, for tests and benchmarks only (meaningless results).",
-    "Weights ('random': untrained, for tests only)",
-    default="official",
-    choices=("official", "random"),
-    advanced=True,
-    envvar="RS_SAM_WEIGHTS",
-)
+    "Weights ('random': untrained, for tests only)", default="official",
+    choices=("official", "random"), advanced=True, envvar="RS_SAM_WEIGHTS",
+)  # fmt: skip
 CHECKPOINT = Option(
-    "checkpoint",
-    "file",
+    "checkpoint", "file",
     "Checkpoint file (or Hugging Face model folder with model.safetensors) to use instead of "
-    "the cached/downloaded official one.",
-    "Checkpoint file instead of the official one",
-    advanced=True,
-    folders=True,
-)
+    "the cached/downloaded official one.", "Checkpoint file instead of the official one",
+    advanced=True, folders=True,
+)  # fmt: skip
 LORA = Option(
-    "lora",
-    "file",
+    "lora", "file",
     "LoRA adapter from `rs-sam train lora` for the encoder (same base encoder).",
     "LoRA adapter from `rs-sam train lora`",
-)
+)  # fmt: skip
 MERGE_LORA = Option(
-    "merge_lora",
-    "bool",
+    "merge_lora", "bool",
     "Fold the LoRA adapter into the encoder's weights first (same output, faster).",
-    "Fold the LoRA adapter into the weights first (faster)",
-    default=False,
-    advanced=True,
-)
+    "Fold the LoRA adapter into the weights first (faster)", default=False, advanced=True,
+)  # fmt: skip
 DEVICE = Option(
     "device", "enum", "Where the model runs.", "Device", default="auto",
     choices=("auto", "cpu", "cuda", "mps"), advanced=True,
@@ -204,47 +196,30 @@ BATCH_SIZE = Option(
     default=64, advanced=True,
 )  # fmt: skip
 PRED_IOU_THRESH = Option(
-    "pred_iou_thresh",
-    "float",
-    "Keep masks with predicted IoU above this.",
-    "Keep masks with predicted IoU above",
-    default=0.88,
-    advanced=True,
-)
+    "pred_iou_thresh", "float", "Keep masks with predicted IoU above this.",
+    "Keep masks with predicted IoU above", default=0.88, advanced=True,
+)  # fmt: skip
 STABILITY_THRESH = Option(
-    "stability_thresh",
-    "float",
-    "Keep masks with stability above this.",
-    "Keep masks with stability above",
-    default=0.95,
-    advanced=True,
-)
+    "stability_thresh", "float", "Keep masks with stability above this.",
+    "Keep masks with stability above", default=0.95, advanced=True,
+)  # fmt: skip
 BOX_NMS_THRESH = Option(
-    "box_nms_thresh",
-    "float",
-    "Box IoU above which a chip's lower-scored mask is dropped.",
-    "Box IoU above which a chip's lower-scored mask is dropped",
-    default=0.7,
-    advanced=True,
-)
+    "box_nms_thresh", "float", "Box IoU above which a chip's lower-scored mask is dropped.",
+    "Box IoU above which a chip's lower-scored mask is dropped", default=0.7, advanced=True,
+)  # fmt: skip
 MIN_AREA = Option(
-    "min_area",
-    "string",
+    "min_area", "string",
     "Drop polygons smaller than this: pixels ('50' or '50px') or square metres ('200m2').",
-    "Drop objects smaller than this ('50px' or '200m2')",
-    default="0",
-)
+    "Drop objects smaller than this ('50px' or '200m2')", default="0",
+)  # fmt: skip
 SIMPLIFY = Option(
     "simplify", "float", "Simplify polygons with this tolerance (map units).",
     "Simplify polygons (map units)", advanced=True,
 )  # fmt: skip
 BANDS = Option(
-    "bands",
-    "string",
-    "1-based bands to use, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3].",
-    "1-based bands, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3]",
-    advanced=True,
-)
+    "bands", "string", "1-based bands to use, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3].",
+    "1-based bands, 1 or 3 of them, e.g. 3,2,1 [default: 1,2,3]", advanced=True,
+)  # fmt: skip
 NODATA = Option(
     "nodata", "float", "Value marking missing data [default: the file's].",
     "Value marking missing data [default: the file's]", advanced=True,
@@ -289,6 +264,11 @@ def _model_options(
     return (*options, box_nms) if box_nms is not None else tuple(options)
 
 
+TEXT = Option(
+    "text", "string", "Concept segmentation with SAM 3: every instance of this noun phrase "
+    "(repeat for several classes); selects --encoder sam3.",
+    "Concepts to find, comma-separated (SAM 3 text prompts)", setting=False, multiple=True,
+)  # fmt: skip
 DETECT_CHANGE = Command(
     name="detect_change",
     cli_name="detect-change",
@@ -326,6 +306,11 @@ DETECT_CHANGE = Command(
             stability=STABILITY_THRESH,
             box_nms=None,
         ),
+        TEXT.but(
+            help="Keep only changes whose object on either date is this concept (SAM 3 text "
+            "prompt; repeat for several), with concept_a/concept_b.",
+            label="Only changes of these concepts, comma-separated (SAM 3)",
+        ),
         MIN_AREA,
         SIMPLIFY,
         BANDS,
@@ -351,6 +336,16 @@ DETECT_CHANGE = Command(
     ),
 )
 
+EXEMPLARS = Option(
+    "exemplars", "features", "Concept segmentation with SAM 3: example boxes (label 1, or 0 "
+    "for 'not like this'), in any CRS, alone or with --text.",
+    "Example boxes of the concept (SAM 3)", setting=False,
+)  # fmt: skip
+SCORE_THRESH = Option(
+    "score_thresh", "float", "--text/--exemplars: keep instances at least this confident.",
+    "Concepts: keep instances scoring at least", default=0.5, advanced=True, setting=False,
+)  # fmt: skip
+
 SEGMENT = Command(
     name="segment",
     cli_name="segment",
@@ -375,6 +370,9 @@ SEGMENT = Command(
             "Prompts (points, label 1/0; polygons = boxes)",
             setting=False,
         ),
+        TEXT,
+        EXEMPLARS,
+        SCORE_THRESH,
         Option(
             "multimask",
             "enum",

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rs_sam.change.anychange import ChipScore
 from rs_sam.change.chip_tasks import TrainedChangeTask, ZeroShotChangeTask
+from rs_sam.change.concepts import name_changes
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.data.bands import select_bands
 from rs_sam.data.grid import ChipWindow, chip_windows
@@ -30,6 +32,7 @@ from rs_sam.inference.mosaic import ProbabilityMosaic
 from rs_sam.inference.outputs import RunOutputs
 from rs_sam.models.encoders import get_encoder
 from rs_sam.models.trained import head_metadata
+from rs_sam.segmentation.concepts import concept_texts
 from rs_sam.vector.io import write_vector_file
 from rs_sam.vector.polygonize import polygonize_probability
 from rs_sam.vector.zonal import majority_class
@@ -68,6 +71,7 @@ def detect_change(
     overwrite: bool = False,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
+    text: str | Sequence[str] | None = None,
 ) -> ChangeResult:
     """Change detection between two rasters of the same area, to polygons.
 
@@ -89,6 +93,9 @@ def detect_change(
             needs ``settings.semantic``).
         overwrite: replace existing outputs; without it they are refused before any work.
         on_progress: called with (chips done, chips in all) after each chip.
+        text: concepts (SAM 3 text prompts): keep only the changes whose object on either
+            date is one of them, with ``concept_a``/``concept_b`` (see
+            :mod:`rs_sam.change.concepts`).
 
     Raises:
         RsSamError: a subclass naming the problem and the fix; no output is left behind.
@@ -103,6 +110,7 @@ def detect_change(
         )
     if save_latent is not None and not settings.semantic:
         raise ConfigError("--save-latent needs --semantic (latent classes come with --model)")
+    texts = concept_texts(text)
     outputs = RunOutputs(overwrite=overwrite)
     output = outputs.vector(output)
     probability_path = outputs.raster(save_probability, what="probability raster")
@@ -181,6 +189,10 @@ def detect_change(
             )
             polygons["class_a"] = majority_class(polygons, classes_path, band=1)
             polygons["class_b"] = majority_class(polygons, classes_path, band=2)
+        if texts:
+            polygons = name_changes(
+                polygons, a, b, texts, settings, workdir, show_progress=show_progress
+            )
         write_vector_file(polygons, stage.path(output))
 
     return ChangeResult(

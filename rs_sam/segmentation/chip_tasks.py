@@ -14,15 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rs_sam.data.grid import RasterGrid
+from rs_sam.data.grid import ChipWindow, RasterGrid
 from rs_sam.data.normalize import JointStretch
 from rs_sam.data.scene import ChipImage
+from rs_sam.devices import resolve_device
+from rs_sam.models.concepts import ConceptQuery, ConceptSegmenter
 from rs_sam.models.decoding import HqMode, SamDecoder, hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe, build_encoder
 from rs_sam.models.trained import TrainedSegmentModel, build_segment_model
+from rs_sam.segmentation.exemplars import Exemplar
 from rs_sam.segmentation.objects import (
+    ChipMask,
     ChipObject,
     MaskGenerator,
     SamMaskGenerator,
@@ -142,3 +146,66 @@ class SemanticTask:
 def _identity(value: object) -> Hashable:
     """A live stand-in is one model: keyed by identity (it need not be hashable)."""
     return None if value is None else ("id", id(value))
+
+
+@dataclass(frozen=True)
+class ConceptTask:
+    """Instances of each concept (text, example boxes) in a chip, as objects per prompt label.
+
+    Every text is one query (with the example boxes inside the chip, if any); boxes alone are
+    one query labelled ``exemplar``, asked only of chips that hold an example box.
+    ``segmenter`` replaces SAM 3 (tests); by default it is built from the recipe.
+    """
+
+    grid: RasterGrid
+    texts: tuple[str, ...]
+    exemplars: tuple[Exemplar, ...] = ()
+    score_thresh: float = 0.5
+    segmenter: ConceptSegmenter | None = None
+
+    @property
+    def model_key(self) -> Hashable:
+        return _identity(self.segmenter)
+
+    def build_model(self, recipe: ModelRecipe) -> ConceptSegmenter:
+        if self.segmenter is not None:
+            return self.segmenter
+        from rs_sam.models import concepts
+
+        return concepts.load_concept_segmenter(
+            recipe.encoder,
+            weights=recipe.weights,
+            checkpoint=recipe.checkpoint,
+            device=resolve_device(recipe.device),
+            tiny=recipe.tiny,
+        )
+
+    def queries(self, window: ChipWindow) -> list[ConceptQuery]:
+        """This chip's queries: one per text, or the example boxes alone."""
+        boxes, positive = [], []
+        for exemplar in self.exemplars:
+            box = exemplar.in_chip(window)
+            if box is not None:
+                boxes.append(box)
+                positive.append(exemplar.positive)
+        shared = {"boxes": tuple(boxes), "positive": tuple(positive)}
+        if self.texts:
+            return [ConceptQuery(label=text, text=text, **shared) for text in self.texts]
+        return [ConceptQuery(label="exemplar", **shared)] if any(positive) else []
+
+    def compute(
+        self, model: ConceptSegmenter, chip: ChipImage, stretch: JointStretch
+    ) -> dict[str, list[ChipObject]]:
+        queries = self.queries(chip.window)
+        if not queries or not chip.valid.any():
+            return {}
+        found = model(stretch.apply(chip.image), queries)
+        return {
+            query.label: chip_objects(
+                (ChipMask(i.mask, i.score, 1.0) for i in instances if i.score >= self.score_thresh),
+                chip.window,
+                chip.valid,
+                self.grid,
+            )
+            for query, instances in zip(queries, found, strict=True)
+        }

@@ -55,6 +55,8 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
         default = option.get_default(click.Context(command), call=True)
         if param.kind == "bool":
             assert option.is_flag and default is False and param.default is False, param.name
+        elif option.multiple:  # QGIS: one comma-separated text
+            assert default == () and param.default is None, param.name
         elif option.required:
             assert param.default is None and not param.optional, param.name
         else:
