@@ -25,6 +25,8 @@ def weights() -> None:
 def list_weights() -> None:
     """List each encoder's official checkpoint and whether it is cached."""
     from rs_sam.checkpoints import cached_checkpoint_path
+    from rs_sam.checkpoints.hub import hub_model_dir, is_cached
+    from rs_sam.models.concepts import CONCEPT_MODELS
     from rs_sam.models.encoders import ENCODERS
 
     rows = [("NAME", "FILE", "SIZE", "SHA256", "LICENCE", "CACHED")]
@@ -40,6 +42,17 @@ def list_weights() -> None:
                 "yes" if cached_checkpoint_path(spec).is_file() else "no",
             )
         )
+    for concept in CONCEPT_MODELS.values():
+        rows.append(
+            (
+                concept.name,
+                f"{concept.hf_repo} -> {hub_model_dir(concept)}/",
+                "?",
+                "unpublished",
+                concept.licence + (" [gated]" if concept.gated else ""),
+                "yes" if is_cached(concept) else "no",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo(
@@ -52,16 +65,31 @@ def list_weights() -> None:
         )
     if any(spec.extra for spec in ENCODERS.values()):
         click.echo("[fastsam]: needs pip install 'rs-sam[fastsam]' (ultralytics, AGPL-3.0).")
+    for concept in CONCEPT_MODELS.values():
+        if concept.gated:
+            click.echo(
+                f"[gated] {concept.name}: request access at {concept.access_url}, then set "
+                f"HF_TOKEN (or run `hf auth login`) and run `rs-sam weights fetch {concept.name}`."
+            )
 
 
 @weights.command("fetch")
 @click.argument("name")
 @handle_errors
 def fetch(name: str) -> None:
-    """Download (or find in the cache) the official checkpoint of encoder NAME."""
+    """Download (or find in the cache) the official checkpoint of encoder NAME.
+
+    A gated model (sam3) is fetched with your Hugging Face token (HF_TOKEN, or the token file
+    of `hf auth login`) into the cache folder; without one it stops and says how to get access.
+    """
     from rs_sam.checkpoints import resolve_checkpoint
+    from rs_sam.checkpoints.hub import fetch_hub_model
+    from rs_sam.models.concepts import CONCEPT_MODELS
     from rs_sam.models.encoders import get_encoder
 
+    if name in CONCEPT_MODELS:
+        click.echo(str(fetch_hub_model(CONCEPT_MODELS[name])))
+        return
     click.echo(str(resolve_checkpoint(get_encoder(name))))
 
 

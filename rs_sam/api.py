@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.errors import ConfigError
+from rs_sam.models.concepts.registry import CONCEPT_MODELS, DEFAULT_CONCEPT_MODEL
 from rs_sam.models.decoding import HqMode, hq_encoder_error
 from rs_sam.options import SEGMENT
 from rs_sam.progress import ProgressCallback
@@ -33,8 +34,8 @@ MODE_DEFAULT: SegmentMode = SEGMENT.default("mode")
 MULTIMASK_DEFAULT: Multimask = SEGMENT.default("multimask")
 CONTEXT_DEFAULT: int = SEGMENT.default("context")
 SCORE_THRESH_DEFAULT: float = SEGMENT.default("score_thresh")
-#: Encoders that take concept prompts (text, example boxes).
-CONCEPT_ENCODERS = ("sam3",)
+#: Models that take concept prompts (text, example boxes), the default first.
+CONCEPT_ENCODERS = (DEFAULT_CONCEPT_MODEL, *sorted(set(CONCEPT_MODELS) - {DEFAULT_CONCEPT_MODEL}))
 
 
 def detect_change(

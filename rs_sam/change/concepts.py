@@ -17,11 +17,12 @@ import numpy as np
 
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.data.rasters import DateInput
+from rs_sam.models.concepts.registry import DEFAULT_CONCEPT_MODEL
 from rs_sam.segmentation.concepts import segment_concepts
 from rs_sam.segmentation.settings import SegmentSettings
 
 #: The concept model of ``--text`` (the change run's encoder stays what it is).
-CONCEPT_ENCODER = "sam3"
+CONCEPT_ENCODER = DEFAULT_CONCEPT_MODEL
 
 
 def concept_settings(settings: ChangeSettings) -> SegmentSettings:

@@ -7,6 +7,8 @@ One module per job:
 * :mod:`~rs_sam.checkpoints.download`: atomic, verified downloads with a progress bar.
 * :mod:`~rs_sam.checkpoints.cache`: the cache folder, ``RS_SAM_OFFLINE`` and
   :func:`resolve_checkpoint` (explicit path > cached file > download).
+* :mod:`~rs_sam.checkpoints.hub`: Hugging Face model repositories (gated ones with the user's
+  token) fetched into ``$RS_SAM_HOME/checkpoints/<name>/``; one line when that is impossible.
 * :mod:`~rs_sam.checkpoints.torch_file`: :func:`read_torch_file`, the one ``torch.load``
   (``weights_only=True``): pickles that would run code are refused, never executed, and every
   failure is one line ("contains code" or "not a readable ...", and where trusted files come
@@ -39,6 +41,7 @@ from rs_sam.checkpoints.cache import (
     rs_sam_home,
 )
 from rs_sam.checkpoints.download import download_checkpoint
+from rs_sam.checkpoints.hub import fetch_hub_model, find_hf_token, hub_model_dir
 from rs_sam.checkpoints.identify import (
     IDENTIFIABLE,
     checkpoint_hint,
@@ -79,8 +82,11 @@ __all__ = [
     "checkpoint_hint",
     "compare_keys",
     "download_checkpoint",
+    "fetch_hub_model",
     "file_sha256",
+    "find_hf_token",
     "foreign_model",
+    "hub_model_dir",
     "identified_hint",
     "identify_checkpoint",
     "inspect_checkpoint",

@@ -95,5 +95,8 @@ def checkpoint_hint(state_dict: Mapping[str, Tensor], encoder: str) -> str:
     identified = identify_checkpoint(state_dict)
     foreign = None if identified is not None else foreign_model(state_dict)
     if foreign is not None:
-        return f"it looks like a {foreign} checkpoint, which no rs-sam encoder loads"
+        return (
+            f"it looks like a {foreign} checkpoint, which no rs-sam encoder loads "
+            "(SAM 3 is the concept model 'sam3': text and example-box prompts)"
+        )
     return identified_hint(identified, encoder)

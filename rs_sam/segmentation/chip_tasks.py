@@ -165,7 +165,7 @@ class ConceptTask:
 
     @property
     def model_key(self) -> Hashable:
-        return _identity(self.segmenter)
+        return (_identity(self.segmenter), self.score_thresh)
 
     def build_model(self, recipe: ModelRecipe) -> ConceptSegmenter:
         if self.segmenter is not None:
@@ -178,6 +178,7 @@ class ConceptTask:
             checkpoint=recipe.checkpoint,
             device=resolve_device(recipe.device),
             tiny=recipe.tiny,
+            score_threshold=self.score_thresh,  # the model drops less confident ones itself
         )
 
     def queries(self, window: ChipWindow) -> list[ConceptQuery]:
