@@ -108,6 +108,8 @@ def run_case(case: str, args: argparse.Namespace) -> dict[str, float]:
 
     FrozenEncoder.forward = timed(real_forward)  # type: ignore[method-assign]
     FrozenEncoder.embed = timed(real_embed)  # type: ignore[method-assign]
+    # SAM 2: one encoder pass gives the embedding and the high-resolution maps
+    FrozenEncoder.embed_high_res = timed(FrozenEncoder.embed_high_res)  # type: ignore[method-assign]
     settings = SegmentSettings(
         encoder=args.encoder,
         weights="random",
