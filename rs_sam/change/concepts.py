@@ -8,7 +8,6 @@ buildings since 2009" is then ``concept_b == "building"`` and ``concept_a`` empt
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 
 from rs_sam.change.settings import ChangeSettings
 from rs_sam.data.rasters import DateInput
+from rs_sam.inference.cluster import session
+from rs_sam.inference.jobs import ChipJobCache
 from rs_sam.models.concepts.registry import DEFAULT_CONCEPT_MODEL
 from rs_sam.segmentation.concepts import segment_concepts
 from rs_sam.segmentation.settings import SegmentSettings
@@ -27,10 +28,8 @@ CONCEPT_ENCODER = DEFAULT_CONCEPT_MODEL
 
 def concept_settings(settings: ChangeSettings) -> SegmentSettings:
     """The concept runs' settings: SAM 3 with the change run's data, device and engine."""
-    shared = {f.name for f in dataclasses.fields(SegmentSettings)}
     kept = ("weights", "device", "chip_size", "overlap", "bands", "nodata", "cluster", "workers")
-    values = {name: getattr(settings, name) for name in kept if name in shared}
-    return SegmentSettings(encoder=CONCEPT_ENCODER, **values)
+    return SegmentSettings(encoder=CONCEPT_ENCODER, **{k: getattr(settings, k) for k in kept})
 
 
 def name_changes(
@@ -46,10 +45,13 @@ def name_changes(
     """``polygons`` with ``concept_a``/``concept_b``, only those matching a concept."""
     named = polygons.copy()
     segment = concept_settings(settings)
-    for date, image in (("a", a), ("b", b)):
-        path = workdir / f"concepts_{date}.gpkg"
-        segment_concepts(image, path, texts=texts, settings=segment, show_progress=show_progress)
-        named[f"concept_{date}"] = _dominant(named, gpd.read_file(path).to_crs(named.crs))
+    cache = ChipJobCache()  # one SAM 3 (and one cluster) for both dates
+    with session(segment.engine):
+        for date, image in (("a", a), ("b", b)):
+            path = workdir / f"concepts_{date}.gpkg"
+            segment_concepts(image, path, texts=texts, settings=segment, cache=cache,
+                             show_progress=show_progress)  # fmt: skip
+            named[f"concept_{date}"] = _dominant(named, gpd.read_file(path).to_crs(named.crs))
     keep = named["concept_a"].notna() | named["concept_b"].notna()
     named = named[keep].reset_index(drop=True)
     if "id" in named.columns:

@@ -66,6 +66,7 @@ def segment_concepts(
     score_thresh: float = 0.5,
     settings: SegmentSettings | None = None,
     segmenter: ConceptSegmenter | None = None,
+    cache: ChipJobCache | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
@@ -79,6 +80,7 @@ def segment_concepts(
         score_thresh: keep instances at least this confident (0..1).
         settings: encoder (``sam3``), tiling, min_area, simplify, bands, cluster.
         segmenter: replaces SAM 3 (tests, experiments).
+        cache: the model and readers of several runs (default: this run's own).
 
     Raises:
         ConfigError, PromptError: bad texts, threshold or example file, before any work.
@@ -99,7 +101,7 @@ def segment_concepts(
     windows = chip_windows(scene.grid, *settings.tiling(grid=scene.grid))
     task = ConceptTask(scene.grid, texts, boxes, score_thresh, segmenter)
     jobs = chip_jobs(windows, scene.source, stretch, settings.recipe(), task)
-    cache = ChipJobCache()
+    cache = ChipJobCache() if cache is None else cache
     cache.add_reader(scene.source, scene)
     labels = texts or ("exemplar",)
     found: dict[str, list[tuple[ChipWindow, list[ChipObject]]]] = {k: [] for k in labels}

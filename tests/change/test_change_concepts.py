@@ -16,12 +16,18 @@ from tests.helpers.synthetic import paint_change, texture, write_raster
 
 
 @pytest.fixture
-def stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Transparent change model; every bright blob (> 200) is a 'building'."""
+def stand_ins(monkeypatch: pytest.MonkeyPatch) -> list[BlobConcepts]:
+    """Transparent change model; every bright blob (> 200) is a 'building'. Returns the
+    concept models built."""
     use_transparent_model(monkeypatch.setattr)
-    monkeypatch.setattr(
-        concepts, "load_concept_segmenter", lambda *a, **k: BlobConcepts(), raising=False
-    )
+    built: list[BlobConcepts] = []
+
+    def load(*args, **kwargs) -> BlobConcepts:
+        built.append(BlobConcepts())
+        return built[-1]
+
+    monkeypatch.setattr(concepts, "load_concept_segmenter", load)
+    return built
 
 
 def test_changes_are_named_and_unnamed_ones_dropped(tmp_path: Path, stand_ins) -> None:
@@ -46,3 +52,4 @@ def test_changes_are_named_and_unnamed_ones_dropped(tmp_path: Path, stand_ins) -
     assert centre.x == pytest.approx(500_000 + 110 * 10, abs=60)  # painted columns 80-140
     assert centre.y == pytest.approx(5_000_000 - 85 * 10, abs=60)  # painted rows 60-110
     assert named.polygons == len(kept)
+    assert len(stand_ins) == 1  # one concept model for both dates
