@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.helpers.synthetic import ORIGIN, paint_change, texture, write_raster
 from tests.helpers.tiny_models import use_tiny_encoders
@@ -37,6 +38,16 @@ def pair_paths(tmp_path: Path) -> tuple[Path, Path]:
 def tiny_encoder(monkeypatch: pytest.MonkeyPatch):
     """Make every model load of detect-change and segment build the tiny random configuration."""
     return use_tiny_encoders(monkeypatch.setattr)
+
+
+@pytest.fixture
+def one_thread(tiny_encoder) -> Iterator[None]:
+    """Tiny encoders on one torch thread: the float rounding of a dask worker's one thread
+    (outputs compare bit for bit), and steady times on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 from rasterio.windows import Window
 
@@ -35,6 +34,7 @@ from rs_sam.data.scene import Scene
 from rs_sam.errors import RasterNotFoundError, RemoteInputError
 from rs_sam.segmentation.anything import segment_anything
 from rs_sam.segmentation.settings import SegmentSettings
+from tests.helpers.frames import assert_same_frames
 from tests.helpers.range_server import ServedFiles, serve_folder
 from tests.helpers.stand_ins import blob_scene, blobs
 from tests.helpers.synthetic import ORIGIN, UTM33, paint_change, texture
@@ -207,22 +207,6 @@ def test_band_files_at_urls_are_stacked(server: ServedFiles, tmp_path: Path) -> 
 # --- runs over HTTP equal runs on the local files -----------------------------------------
 
 
-def assert_same(local: gpd.GeoDataFrame, remote: gpd.GeoDataFrame) -> None:
-    assert len(local) >= 2  # the comparison is not vacuous
-    assert local.columns.tolist() == remote.columns.tolist()
-    assert local.drop(columns="geometry").equals(remote.drop(columns="geometry"))
-    assert local.geometry.geom_equals_exact(remote.geometry, 0).all()
-
-
-@pytest.fixture
-def one_thread(tiny_encoder) -> Iterator[None]:
-    """Tiny encoders on one torch thread (steady times on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.filterwarnings("ignore:encoder 'mobile_sam' runs with RANDOM weights")
 def test_detect_change_over_http_equals_the_local_files(
     server: ServedFiles, tmp_path: Path, one_thread
@@ -235,7 +219,7 @@ def test_detect_change_over_http_equals_the_local_files(
             f"{root}/a.tif", f"{root}/b.tif", out, settings=settings, show_progress=False
         )
         runs[name] = gpd.read_file(out)
-    assert_same(runs["local"], runs["remote"])
+    assert_same_frames(runs["local"], runs["remote"])
     assert server.bytes_sent["a.tif"] > 0 and server.bytes_sent["b.tif"] > 0
 
 
@@ -248,7 +232,7 @@ def test_segment_over_http_equals_the_local_file(server: ServedFiles, tmp_path: 
             f"{root}/blobs.tif", out, settings=settings, generator=blobs, show_progress=False
         )
         runs[name] = gpd.read_file(out)
-    assert_same(runs["local"], runs["remote"])
+    assert_same_frames(runs["local"], runs["remote"])
 
 
 # --- one-line errors ----------------------------------------------------------------------

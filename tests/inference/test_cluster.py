@@ -16,13 +16,13 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from rs_sam.change import ChangeSettings, detect
 from rs_sam.errors import ConfigError, MissingDependencyError
 from rs_sam.inference.cluster import ClusterSpec, require_distributed
 from rs_sam.segmentation import anything, prompt_segmentation, sam_objects
 from rs_sam.segmentation.settings import SegmentSettings
+from tests.helpers.frames import assert_same_frames
 from tests.helpers.synthetic import paint_change, texture, write_raster
 
 distributed = pytest.importorskip("distributed", reason="the distributed extra is not installed")
@@ -50,15 +50,6 @@ def cluster() -> Iterator[distributed.LocalCluster]:
         yield local
 
 
-@pytest.fixture
-def one_thread(tiny_encoder) -> Iterator[None]:
-    """The local engine with the workers' thread count (and their tiny encoders)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def big_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A 256 x 288 pair with painted changes: 20 chips of 64 px."""
@@ -75,18 +66,11 @@ def change(a: Path, b: Path, out: Path, **engine) -> gpd.GeoDataFrame:
     return gpd.read_file(out)
 
 
-def assert_same(local: gpd.GeoDataFrame, remote: gpd.GeoDataFrame) -> None:
-    assert len(local) >= 2  # the comparison is not vacuous
-    assert local.columns.tolist() == remote.columns.tolist()
-    assert local.drop(columns="geometry").equals(remote.drop(columns="geometry"))
-    assert local.geometry.geom_equals_exact(remote.geometry, 0).all()
-
-
 def test_change_on_a_cluster_equals_the_local_engine(cluster, one_thread, big_pair, tmp_path):
     a, b = big_pair
     local = change(a, b, tmp_path / "local.gpkg")
     remote = change(a, b, tmp_path / "remote.gpkg", cluster=cluster.scheduler_address)
-    assert_same(local, remote)
+    assert_same_frames(local, remote)
 
 
 def test_segment_anything_on_a_cluster_equals_the_local_engine(
@@ -99,7 +83,7 @@ def test_segment_anything_on_a_cluster_equals_the_local_engine(
         out = tmp_path / f"{name}.gpkg"
         anything.segment_anything(image, out, settings=settings, show_progress=False)
         runs[name] = gpd.read_file(out)
-    assert_same(runs["local"], runs["remote"])
+    assert_same_frames(runs["local"], runs["remote"])
 
 
 def test_segment_prompts_on_a_cluster_equal_the_local_engine(
@@ -122,7 +106,7 @@ def test_segment_prompts_on_a_cluster_equal_the_local_engine(
             multimask="all", show_progress=False,
         )  # fmt: skip
         runs[name] = gpd.read_file(out)
-    assert_same(runs["local"], runs["remote"])
+    assert_same_frames(runs["local"], runs["remote"])
 
 
 @pytest.mark.slow
@@ -165,7 +149,7 @@ def test_a_worker_killed_mid_run_does_not_change_the_output(
     finally:
         client.close()
     assert killed and killed[0] not in alive
-    assert_same(local, gpd.read_file(out))
+    assert_same_frames(local, gpd.read_file(out))
 
 
 @pytest.mark.slow
@@ -177,7 +161,7 @@ def test_local_workers_option(one_thread, big_pair, tmp_path) -> None:
     local = change(a, b, tmp_path / "local.gpkg")
     with dask.config.set(PRELOAD):
         remote = change(a, b, tmp_path / "remote.gpkg", workers=2)
-    assert_same(local, remote)
+    assert_same_frames(local, remote)
 
 
 def test_cluster_options_are_checked() -> None:
@@ -230,7 +214,7 @@ def test_semantic_segmentation_on_a_cluster_equals_the_local_engine(
         out = tmp_path / f"{name}.gpkg"
         semantic.segment_semantic(big_pair[1], model, out, settings=settings, show_progress=False)
         runs[name] = gpd.read_file(out)
-    assert_same(runs["local"], runs["remote"])
+    assert_same_frames(runs["local"], runs["remote"])
 
 
 def test_a_chip_whose_workers_keep_dying_is_one_line() -> None:
