@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ from rs_sam.batch.scenes import (
     read_scenes,
     write_manifest,
 )
+from rs_sam.change.settings import ChangeSettings
 from rs_sam.errors import ConfigError, OutputPathError, RsSamError
 from rs_sam.inference.cluster import ClusterSpec, connect
 from rs_sam.options import COMMANDS
+from rs_sam.segmentation.settings import SegmentSettings
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,11 @@ def run_batch(
     if unknown:
         raise ConfigError(f"{COMMANDS[command].cli_name} has no option(s) {', '.join(unknown)}")
     scenes = read_scenes(scene_list, command)
-    engine = ClusterSpec(address=values.pop("cluster", None), workers=values.pop("workers", None))
+    settings_class = ChangeSettings if command == "detect_change" else SegmentSettings
+    # bad option values fail here, once, not in every scene
+    engine = settings_class.from_options({**COMMANDS[command].defaults(), **values}).engine
+    for name in ("cluster", "workers"):  # scenes run on the local engine of their process
+        values.pop(name, None)
     out = _output_folder(Path(out_dir))
     overwrite = bool(values.get("overwrite"))
     earlier = read_manifest(out)
@@ -107,27 +113,23 @@ def run_batch(
             continue
         todo.append((scene, {**values, **scene.inputs, "output": str(output)}))
 
-    def finished(outcome: SceneOutcome) -> None:
+    def listed() -> list[SceneOutcome]:  # in the list's order, whatever order scenes end in
+        return [outcomes[s.name] for s in scenes if s.name in outcomes]
+
+    manifest = write_manifest(out, listed())
+    ran = (
+        _run_on_cluster(engine, command, todo)
+        if engine.distributed and todo
+        else (run_scene(command, scene.name, scene_values) for scene, scene_values in todo)
+    )
+    for outcome in tqdm(ran, total=len(todo), desc="scenes", unit="scene",
+                        disable=not show_progress):  # fmt: skip
         outcomes[outcome.scene] = outcome
-        # in the list's order, whatever order scenes finish in
-        write_manifest(out, [outcomes[s.name] for s in scenes if s.name in outcomes])
+        write_manifest(out, listed())
         if outcome.status == "failed":
             log.warning("scene %s failed: %s", outcome.scene, outcome.error)
         if on_scene is not None:
             on_scene(outcome)
-
-    manifest = write_manifest(out, [outcomes[s.name] for s in scenes if s.name in outcomes])
-    with tqdm(total=len(todo), desc="scenes", unit="scene", disable=not show_progress) as bar:
-
-        def tick(outcome: SceneOutcome) -> None:
-            finished(outcome)
-            bar.update(1)
-
-        if engine.distributed and todo:
-            _run_on_cluster(engine, command, todo, tick)
-        else:
-            for scene, scene_values in todo:
-                tick(run_scene(command, scene.name, scene_values))
     statuses = [o.status for o in outcomes.values()]
     return BatchResult(
         out_dir=out,
@@ -157,12 +159,10 @@ def run_scene(command: str, name: str, values: Mapping[str, Any]) -> SceneOutcom
 
 
 def _run_on_cluster(
-    engine: ClusterSpec,
-    command: str,
-    todo: list[tuple[BatchScene, dict[str, Any]]],
-    finished: Callable[[SceneOutcome], None],
-) -> None:
-    """One task per scene; a few queued per worker, so a long list costs the client little."""
+    engine: ClusterSpec, command: str, todo: list[tuple[BatchScene, dict[str, Any]]]
+) -> Iterator[SceneOutcome]:
+    """One task per scene, yielded as they end; two queued per worker, so a long list
+    costs the client little."""
     from distributed import as_completed
 
     with connect(engine) as client:
@@ -178,11 +178,12 @@ def _run_on_cluster(
 
         running = as_completed([f for f in (submit() for _ in range(2 * workers)) if f])
         for future in running:
-            finished(future.result())
+            outcome = future.result()
             future.release()
             following = submit()
             if following is not None:
                 running.add(following)
+            yield outcome
 
 
 def _output_folder(path: Path) -> Path:

@@ -140,6 +140,13 @@ def test_bad_scene_lists_are_one_line(tmp_path: Path, text: str, message: str) -
     assert not (tmp_path / "out" / "manifest.csv").exists()
 
 
+def test_bad_option_values_fail_before_any_scene(pairs: Path, tmp_path: Path) -> None:
+    code, output = run("batch", "detect-change", pairs, "-o", tmp_path / "o", "--threshold",
+                       "999", "-q")  # fmt: skip
+    assert code == 2 and "threshold 999" in output and output.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_per_scene_options_are_not_batch_options(pairs: Path, tmp_path: Path) -> None:
     code, output = run("batch", "detect-change", pairs, "-o", tmp_path / "o",
                        "--save-probability", "p.tif")  # fmt: skip
