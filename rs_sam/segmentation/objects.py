@@ -1,10 +1,11 @@
 """Objects of one chip: SAM automatic masks at chip resolution, as map-coordinate polygons.
 
 A chip's masks come from a :class:`MaskGenerator` (SAM's automatic mask generation by
-default; tests plug in deterministic ones). Each mask becomes one (multi)polygon in the
-raster's CRS, flagged ``cut`` when it touches a chip edge that lies inside the raster: the
-object probably continues in the neighbouring chip, and :mod:`rs_sam.segmentation.merge`
-joins it with its other parts.
+default; tests plug in deterministic ones). Each mask is kept on the raster's pixel grid
+(:class:`~rs_sam.segmentation.pixel_masks.PixelMask`), flagged ``cut`` when it touches a
+chip edge that lies inside the raster: the object probably continues in the neighbouring
+chip, and :mod:`rs_sam.segmentation.merge` joins it with its other parts before it is
+drawn as a polygon, once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from rs_sam.errors import ConfigError
 from rs_sam.models.decoding import HQ_MODES, HqMode, SamDecoder, hq_encoder_error
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
+from rs_sam.segmentation.pixel_masks import PixelMask
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,9 @@ class SamMaskGenerator:
 
 @dataclass(frozen=True)
 class ChipObject:
-    """One object found in one chip, in map coordinates."""
+    """One object found in one chip, on the raster's pixel grid."""
 
-    geometry: BaseGeometry  # Polygon or MultiPolygon in the grid's CRS
+    mask: PixelMask
     score: float
     stability: float
     pixels: int  # mask pixels inside the chip's valid area
@@ -117,23 +119,23 @@ def chip_objects(
     *,
     min_pixels: int = 1,
 ) -> list[ChipObject]:
-    """Polygons of a chip's masks (restricted to its valid pixels), flagged when cut."""
-    transform = grid.window_transform(window)
+    """A chip's masks (restricted to its valid pixels) on the raster's grid, flagged when cut."""
     edges = _interior_edges(window, grid)
     objects = []
     for item in masks:
         mask = item.mask & valid
         pixels = int(mask.sum())
-        if pixels < min_pixels:
+        if pixels == 0 or pixels < min_pixels:
             continue
-        geometry = mask_polygon(mask, transform)
+        pixel_mask = PixelMask.from_array(mask, window.row_off, window.col_off)
+        assert pixel_mask is not None  # the mask has pixels
         cut = bool(
             (edges[0] and mask[0].any())
             or (edges[1] and mask[-1].any())
             or (edges[2] and mask[:, 0].any())
             or (edges[3] and mask[:, -1].any())
         )
-        objects.append(ChipObject(geometry, item.score, item.stability, pixels, cut))
+        objects.append(ChipObject(pixel_mask, item.score, item.stability, pixels, cut))
     return objects
 
 
