@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, masks_to_boxes
+from torchvision.ops import batched_nms
 
 from rs_sam.models.decoding import ChipFeatures, SamDecoder
 
@@ -62,6 +62,25 @@ def stability_score(logits: Tensor, offset: float) -> Tensor:
     inner = (logits > offset).flatten(-2).sum(-1, dtype=torch.int32)
     outer = (logits > -offset).flatten(-2).sum(-1, dtype=torch.int32)
     return inner.float() / outer.clamp(min=1).float()
+
+
+def mask_boxes(masks: Tensor) -> Tensor:
+    """(N, 4) x0, y0, x1, y1 (inclusive) boxes of (N, h, w) bool masks; zeros for empty ones.
+
+    torchvision's ``masks_to_boxes`` gives the same boxes with a Python loop over the masks.
+    """
+    rows, cols = masks.any(2), masks.any(1)  # (N, h), (N, w)
+
+    def first_last(hit: Tensor) -> tuple[Tensor, Tensor]:
+        size = hit.shape[1]
+        first = hit.to(torch.uint8).argmax(1)
+        last = size - 1 - hit.flip(1).to(torch.uint8).argmax(1)
+        empty = ~hit.any(1)
+        return first.masked_fill(empty, 0), last.masked_fill(empty, 0)
+
+    y0, y1 = first_last(rows)
+    x0, x1 = first_last(cols)
+    return torch.stack([x0, y0, x1, y1], dim=1)
 
 
 @torch.inference_mode()
@@ -109,7 +128,7 @@ def propose_masks(
     scores = torch.cat(kept_scores)
     stability = torch.cat(kept_stability)
     if len(masks):
-        boxes = masks_to_boxes(masks).float()
+        boxes = mask_boxes(masks).float()
         order = batched_nms(
             boxes, scores, torch.zeros_like(scores, dtype=torch.int64), settings.box_nms_thresh
         )

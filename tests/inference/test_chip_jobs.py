@@ -46,7 +46,10 @@ def _object_jobs(tmp_path: Path) -> list[ChipJob]:
 
 
 def _objects(result: list) -> list[tuple]:
-    return [(o.geometry.wkb, o.score, o.stability, o.pixels, o.cut) for o in result]
+    return [
+        (o.mask.row, o.mask.col, o.mask.array().tobytes(), o.score, o.stability, o.pixels, o.cut)
+        for o in result
+    ]
 
 
 def test_a_change_job_survives_pickling_and_gives_the_same_chip(pair_paths) -> None:
