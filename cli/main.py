@@ -7,6 +7,7 @@ import click
 from rs_sam import __version__
 from rs_sam.cli.batch import batch
 from rs_sam.cli.detect_change import detect_change
+from rs_sam.cli.pseudo_label import pseudo_label
 from rs_sam.cli.qgis_plugin import qgis
 from rs_sam.cli.sample_data import sample_data
 from rs_sam.cli.segment import sam_objects, segment
@@ -29,3 +30,4 @@ cli.add_command(evaluate)
 cli.add_command(weights)
 cli.add_command(qgis)
 cli.add_command(batch)
+cli.add_command(pseudo_label)

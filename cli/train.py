@@ -66,6 +66,8 @@ def _train_command(kind: str, description: str) -> click.Command:
             click.echo(f"adapter: {result.adapter}", err=True)
         if result.hq_checkpoint is not None:
             click.echo(f"HQ-SAM checkpoint: {result.hq_checkpoint}", err=True)
+        if result.curves is not None:
+            click.echo(f"training curves: {result.curves}", err=True)
         click.echo(summary, err=True)
 
     return command
@@ -108,6 +110,20 @@ def evaluate() -> None:
 @click.option("--threshold", type=float, default=0.5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw the confusion matrix (counts, row shares) into this .png.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw the first pair, predictions filled and labels outlined: a .png "
+    "picture or an offline .html map.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing --confusion/--preview files.")
 @verbose_option
 @quiet_option
 @handle_errors
@@ -121,6 +137,9 @@ def evaluate_change(
     threshold: float,
     device: str,
     json_path: str | None,
+    confusion: str | None,
+    preview: str | None,
+    overwrite: bool,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -140,8 +159,15 @@ def evaluate_change(
         threshold=threshold,
         device=device,
         show_progress=not quiet,
+        confusion_png=confusion,
+        preview=preview,
+        overwrite=overwrite,
     )
     click.echo(metrics.table())
+    if confusion:
+        click.echo(f"confusion matrix: {confusion}", err=True)
+    if preview:
+        click.echo(f"preview: {preview}", err=True)
     if json_path:
         Path(json_path).write_text(json.dumps(metrics.to_dict(), indent=2))
 
@@ -166,6 +192,20 @@ def evaluate_change(
 @click.option("--chip-size", type=int, default=None, help="[default: the model's].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option(
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw the confusion matrix (counts, row shares) into this .png.",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw the first image (or scene), predictions filled and labels outlined: a .png "
+    "picture or an offline .html map.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing --confusion/--preview files.")
 @verbose_option
 @quiet_option
 @handle_errors
@@ -179,6 +219,9 @@ def evaluate_segment(
     chip_size: int | None,
     device: str,
     json_path: str | None,
+    confusion: str | None,
+    preview: str | None,
+    overwrite: bool,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -199,7 +242,20 @@ def evaluate_segment(
         source = {"layout": "raster", "image": data, "label": labels}
     if names:
         source["names"] = [n.strip() for n in names.split(",") if n.strip()]
-    metrics = run(model, [source], chip_size=chip_size, device=device, show_progress=not quiet)
+    metrics = run(
+        model,
+        [source],
+        chip_size=chip_size,
+        device=device,
+        show_progress=not quiet,
+        confusion_png=confusion,
+        preview=preview,
+        overwrite=overwrite,
+    )
     click.echo(metrics.table())
+    if confusion:
+        click.echo(f"confusion matrix: {confusion}", err=True)
+    if preview:
+        click.echo(f"preview: {preview}", err=True)
     if json_path:
         Path(json_path).write_text(json.dumps(metrics.to_dict(), indent=2))

@@ -22,7 +22,10 @@ from rs_sam.progress import ProgressCallback
 from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 
 if TYPE_CHECKING:
+    from geopandas import GeoDataFrame
+
     from rs_sam.change.detect import ChangeResult
+    from rs_sam.preview import PreviewView
     from rs_sam.segmentation.anything import SegmentResult
     from rs_sam.segmentation.sam_objects import ObjectMapsResult
 
@@ -47,6 +50,7 @@ def detect_change(
     save_probability: PathLike | None = None,
     save_latent: PathLike | None = None,
     text: str | Sequence[str] | None = None,
+    preview: PathLike | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
     on_progress: ProgressCallback | None = None,
@@ -57,22 +61,48 @@ def detect_change(
     (concepts, SAM 3) keeps only changes whose object on either date is one of them, with
     ``concept_a``/``concept_b``.
     ``on_progress(done, total)`` is called after each chip; raising there stops the run
-    before any output is finalised.
+    before any output is finalised. ``preview`` (.png or .html): also draw both dates side
+    by side with the polygons (see :mod:`rs_sam.preview`), published with the outputs.
     """
     from rs_sam.change.detect import detect_change as run
 
-    return run(
-        a,
-        b,
-        output,
-        settings=settings or ChangeSettings(),
-        save_probability=save_probability,
-        save_latent=save_latent,
-        overwrite=overwrite,
-        show_progress=show_progress,
-        on_progress=on_progress,
-        text=text,
+    settings = settings or ChangeSettings()
+
+    def pipeline(vector: PathLike, rasters: dict[str, Path | None]) -> ChangeResult:
+        return run(
+            a,
+            b,
+            vector,
+            settings=settings,
+            save_probability=rasters["probability raster"],
+            save_latent=rasters["latent-class raster"],
+            overwrite=overwrite,
+            show_progress=show_progress,
+            on_progress=on_progress,
+            text=text,
+        )
+
+    rasters = {"probability raster": save_probability, "latent-class raster": save_latent}
+    if preview is None:
+        return pipeline(output, rasters)  # type: ignore[arg-type]
+    from rs_sam.preview import change_view, run_with_preview
+
+    def view(polygons: GeoDataFrame, workdir: Path) -> PreviewView:
+        title = _preview_title("Changes", len(polygons), settings.weights)
+        return change_view(
+            a, b, polygons, bands=settings.bands, nodata=settings.nodata, workdir=workdir,
+            title=title,
+        )  # fmt: skip
+
+    return run_with_preview(
+        pipeline, view, preview=preview, output=output, rasters=rasters, overwrite=overwrite
     )
+
+
+def _preview_title(what: str, count: int, weights: str) -> str:
+    """A preview's title; untrained weights say so (their polygons mean nothing)."""
+    note = " - RANDOM WEIGHTS: masks are meaningless" if weights == "random" else ""
+    return f"{what}: {count} polygon{'s' * (count != 1)}{note}"
 
 
 def segment(
@@ -90,6 +120,7 @@ def segment(
     score_thresh: float = SCORE_THRESH_DEFAULT,
     save_classes: PathLike | None = None,
     save_probability: PathLike | None = None,
+    preview: PathLike | None = None,
     settings: SegmentSettings | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
@@ -104,9 +135,33 @@ def segment(
     HQ-SAM decoding for SAM's masks. ``text`` (one or several noun phrases) and/or
     ``exemplars`` (a vector file of example boxes) select SAM 3 concept segmentation: every
     instance, one polygon each with ``prompt`` and ``score`` (kept from ``score_thresh``).
-    Inconsistent combinations raise :class:`ConfigError`.
+    Inconsistent combinations raise :class:`ConfigError`. ``preview`` (.png or .html): also
+    draw the image with the polygons, published with the outputs.
     """
     settings = settings or SegmentSettings()
+    if preview is not None:
+        from rs_sam.preview import run_with_preview, scene_view
+
+        def pipeline(vector: PathLike, rasters: dict[str, Path | None]) -> SegmentResult:
+            return segment(
+                image, vector, mode=mode, prompts=prompts, model=model, multimask=multimask,
+                context=context, hq=hq, text=text, exemplars=exemplars,
+                score_thresh=score_thresh, save_classes=rasters["class raster"],
+                save_probability=rasters["probability raster"], settings=settings,
+                overwrite=overwrite, show_progress=show_progress, on_progress=on_progress,
+            )  # fmt: skip
+
+        def view(polygons: GeoDataFrame, workdir: Path) -> PreviewView:
+            title = _preview_title("Objects", len(polygons), settings.weights)
+            return scene_view(
+                image, polygons, bands=settings.bands, nodata=settings.nodata, workdir=workdir,
+                title=title,
+            )  # fmt: skip
+
+        rasters = {"class raster": save_classes, "probability raster": save_probability}
+        return run_with_preview(
+            pipeline, view, preview=preview, output=output, rasters=rasters, overwrite=overwrite
+        )
     hq = settings.hq if hq is None else hq
     if text or exemplars is not None:
         settings = _concept_settings(settings, mode, prompts, model, hq)

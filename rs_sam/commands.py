@@ -21,7 +21,7 @@ from rs_sam.segmentation.settings import SamObjectsSettings, SegmentSettings
 #: Option kinds whose values are input paths that must be local (rasters may be URLs).
 INPUT_PATH_KINDS = ("features", "file")
 #: Option kinds whose values are output paths (always local).
-OUTPUT_PATH_KINDS = ("vector_out", "raster_out")
+OUTPUT_PATH_KINDS = ("vector_out", "raster_out", "file_out", "folder_out")
 
 
 def hq_mode(hq: bool, hq_only: bool) -> HqMode:
@@ -56,6 +56,10 @@ def run(
         if option.kind in OUTPUT_PATH_KINDS and given.get(option.name):
             OutputPathError.check_local(given[option.name], option.flag or "output")
     progress = {"show_progress": show_progress, "on_progress": on_progress}
+    if command.startswith("pseudo_label"):
+        from rs_sam.pseudo_label.options_run import run_pseudo_label
+
+        return run_pseudo_label(command, given, **progress)  # type: ignore[arg-type]
     if command == "detect_change":
         return api.detect_change(
             given["a"],
@@ -64,6 +68,7 @@ def run(
             settings=ChangeSettings.from_options(given),
             save_probability=given["save_probability"],
             save_latent=given["save_latent"],
+            preview=given["preview"],
             text=given["text"] or None,
             overwrite=given["overwrite"],
             **progress,  # type: ignore[arg-type]
@@ -84,6 +89,7 @@ def run(
             score_thresh=given["score_thresh"],
             save_classes=given["save_classes"],
             save_probability=given["save_probability"],
+            preview=given["preview"],
             settings=SegmentSettings.from_options(given),
             overwrite=given["overwrite"],
             **progress,  # type: ignore[arg-type]

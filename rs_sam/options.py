@@ -13,25 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .pseudo_label_options import commands as pseudo_label_commands  # stdlib only too
+
 #: Chip side in pixels when neither the user nor a trained model sets one.
 DEFAULT_CHIP_SIZE = 1024
 
 #: Option kinds: inputs (raster layer, point/polygon features, file, bool, int, float,
 #: enum, string) and outputs (vector, raster). QGIS's parameter types follow them.
-KINDS = (
-    "raster",
-    "features",
-    "file",
-    "bool",
-    "int",
-    "float",
-    "enum",
-    "string",
-    "vector_out",
-    "raster_out",
-)
+KINDS = ("raster", "features", "file", "bool", "int", "float", "enum", "string",
+         "vector_out", "raster_out", "folder_out", "file_out")  # fmt: skip
 #: Kinds whose values are paths.
-PATH_KINDS = ("raster", "features", "file", "vector_out", "raster_out")
+PATH_KINDS = ("raster", "features", "file", "vector_out", "raster_out", "folder_out", "file_out")
 
 
 @dataclass(frozen=True)
@@ -228,6 +220,10 @@ OVERWRITE = Option(
     "overwrite", "bool", "Replace existing outputs (refused otherwise).",
     "Replace existing output files", default=False, setting=False,
 )  # fmt: skip
+PREVIEW = Option(
+    "preview", "file_out", "Also draw the image(s) and polygons: a .png picture or a .html map "
+    "that opens offline.", "", setting=False, cli_only=True,
+)  # fmt: skip
 VECTOR_OUTPUT = Option(
     "output", "vector_out", "Vector file (.gpkg, .geojson, .shp, .parquet).", "Polygons",
     short="-o", required=True, setting=False,
@@ -333,6 +329,7 @@ DETECT_CHANGE = Command(
             setting=False,
             qgis="LATENT",
         ),
+        PREVIEW.but(help=PREVIEW.help + " Both dates side by side (.html: a swipe)."),
     ),
 )
 
@@ -447,6 +444,7 @@ SEGMENT = Command(
             "With a model: class probabilities",
             setting=False,
         ),
+        PREVIEW,
     ),
 )
 
@@ -493,3 +491,5 @@ SAM_OBJECTS = Command(
 )
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (DETECT_CHANGE, SEGMENT, SAM_OBJECTS)}
+PSEUDO_LABELS = pseudo_label_commands(globals())  # pseudo-label's table lives there
+COMMANDS.update((c.name, c) for c in PSEUDO_LABELS)

@@ -165,6 +165,8 @@ def install_plugin(
         else:
             shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             shutil.copyfile(option_table_source(), tmp / "options.py")
+            table = option_table_source().with_name("pseudo_label_options.py")  # it imports this
+            shutil.copyfile(table, tmp / table.name)
         # A folder cannot be renamed over a symlink (or vice versa): move the old one aside.
         if dest.exists() or dest.is_symlink():
             _remove(old)

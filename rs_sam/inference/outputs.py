@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from rs_sam.errors import OutputPathError, RsSamError
+from rs_sam.errors import OutputExistsError, OutputPathError, RsSamError
 from rs_sam.inference.raster_io import check_raster_output
 from rs_sam.vector.io import check_output_path, dataset_members
 
@@ -71,6 +71,16 @@ class RunOutputs:
         """An optional GeoTIFF output (see :func:`.raster_io.check_raster_output`)."""
         checked = check_raster_output(path, overwrite=self.overwrite, what=what)
         return None if checked is None else self._add(checked, what, (checked,))
+
+    def file(self, path: str | Path, what: str) -> Path:
+        """Any other file (a config) in an existing folder; refused if it exists, unless
+        overwrite."""
+        path = Path(path).expanduser()
+        if path.is_dir():
+            raise OutputPathError(f"{what} {path} is a folder; remove it or write elsewhere")
+        if os.path.lexists(path) and not self.overwrite:
+            raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+        return self._add(path, what, (path,))
 
     def folder(self, path: str | Path, what: str) -> Path:
         """A folder for outputs, created now if missing and removed again if the run fails."""

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -72,6 +73,8 @@ def make_parameter(param: Param) -> QgsProcessingParameterDefinition:
         made = QgsProcessingParameterVectorDestination(
             name, text, QgsProcessing.TypeVectorPolygon, optional=optional
         )
+    elif param.kind == "folder_out":
+        made = QgsProcessingParameterFolderDestination(name, text, optional=optional)
     else:  # raster_out
         made = QgsProcessingParameterRasterDestination(
             name, text, optional=optional, createByDefault=not optional
@@ -159,11 +162,14 @@ class RsSamAlgorithm(QgsProcessingAlgorithm):
         """The option value of one parameter, or None to leave it unset."""
         name, kind = param.name, param.kind
         if kind == "raster":
-            return _raster_path(self.parameterAsRasterLayer(parameters, name, context), param)
+            layer = self.parameterAsRasterLayer(parameters, name, context)
+            return None if layer is None and param.optional else _raster_path(layer, param)
         if kind == "bool":
             return self.parameterAsBoolean(parameters, name, context)
         if kind == "enum":
             return param.choices[self.parameterAsEnum(parameters, name, context)]
+        if kind == "folder_out":
+            return self.parameterAsFileOutput(parameters, name, context) or None
         if kind.endswith("_out"):
             path = self.parameterAsOutputLayer(parameters, name, context)
             return _output_path(path, param) if path else None

@@ -9,6 +9,7 @@ imports QGIS.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import sys
@@ -37,8 +38,19 @@ def _load_option_table() -> ModuleType:
         raise ImportError(f"the rs-sam option table {path} is missing; reinstall the plugin")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while building
+    _load_beside(path.with_name("pseudo_label_options.py"), name.rpartition(".")[0])
     spec.loader.exec_module(module)
     return module
+
+
+def _load_beside(path: Path, package: str) -> None:
+    """A table module the option table imports relatively, registered in ``package``."""
+    spec = importlib.util.spec_from_file_location(f"{package}.{path.stem}", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"the rs-sam option table {path} is missing; reinstall the plugin")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
 
 
 options = _load_option_table()
@@ -134,7 +146,30 @@ SAM_OBJECTS = _spec(
     "at least 50 pixels).",
 )
 
-ALGORITHMS = (DETECT_CHANGE, SEGMENT, SAM_OBJECTS)
+PSEUDO_LABEL = _spec(
+    options.PSEUDO_LABELS[0],
+    "Pseudo-labels (training data from proposals)",
+    "Training data without labelling: a label raster on the raster's grid (0 background, "
+    "1.. objects, 255 ignore), review.gpkg (status proposed, score) and a training config, "
+    "in the output folder. Two rasters: change labels (zero-shot); one: segment labels; or "
+    "the polygons of a layer. Objects scoring at least the min score are labels, from the "
+    "uncertain score up to it ignore.",
+)
+PSEUDO_LABEL = dataclasses.replace(  # the later raster is optional (none: segment labels)
+    PSEUDO_LABEL,
+    params=tuple(dataclasses.replace(p, optional=p.name == "LATER" or p.optional)
+                 for p in PSEUDO_LABEL.params),
+)  # fmt: skip
+PSEUDO_LABEL_REVIEW = _spec(
+    options.PSEUDO_LABELS[1],
+    "Pseudo-labels from a review",
+    "Rebuild the label raster and training config from a reviewed review.gpkg (edit it in "
+    "place and save your edits first): accepted and added polygons are labels, rejected "
+    "ones background, proposed (unreviewed) ones ignore. Statuses: proposed, accepted, "
+    "rejected, added.",
+)
+
+ALGORITHMS = (DETECT_CHANGE, SEGMENT, SAM_OBJECTS, PSEUDO_LABEL, PSEUDO_LABEL_REVIEW)
 
 
 def cli_arguments(spec: AlgorithmSpec, values: dict[str, Any]) -> list[str]:

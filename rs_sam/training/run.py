@@ -3,8 +3,10 @@
 Reads a config, builds the task and the data module from their typed constructors, and
 fits with a progress bar, CSV metrics, and ``last.ckpt``/``best.ckpt`` (best by the
 task's validation metric) in the run folder. A run resumes from its ``last.ckpt`` (after
-checking it belongs to the same encoder). LoRA runs also write ``<run>/adapter.pt`` (from
-``best.ckpt``, else ``last.ckpt``): the small file ``rs-sam segment --lora`` loads.
+checking it belongs to the same encoder). ``curves.png`` beside the CSV log plots the loss
+and the validation metrics per epoch (also after an interrupted run). LoRA runs also write
+``<run>/adapter.pt`` (from ``best.ckpt``, else ``last.ckpt``): the small file
+``rs-sam segment --lora`` loads.
 
 Several devices: the config's ``trainer`` section picks them (``devices``, ``num_nodes``,
 ``strategy: ddp``, ``precision``). Every rank runs this function (Lightning's ``ddp`` runs
@@ -39,6 +41,7 @@ from rs_sam.training.head_task import HeadTask
 from rs_sam.training.hq_task import HqTask, export_hq_checkpoint
 from rs_sam.training.lora_task import LoraTask
 from rs_sam.training.mask_data import MaskDataModule
+from rs_sam.training.plots import write_curves
 from rs_sam.training.segment_data import SegmentDataModule
 from rs_sam.training.segment_task import SegmentTask
 
@@ -56,6 +59,7 @@ class TrainResult:
     adapter: Path | None = None  # LoRA runs: the adapter file
     hq_checkpoint: Path | None = None  # HQ-SAM runs: the full HQ-SAM checkpoint (official keys)
     global_rank: int = 0  # several devices: this process's rank (0 reports; all return)
+    curves: Path | None = None  # loss and validation metrics per epoch (rank 0; None: no epoch)
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,13 @@ def train(
     if task.has_unused_parameters():
         allow_unused_parameters(trainer)
     data.setup("fit")  # bad data fails here, before the run folder is created
-    trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(task, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    except BaseException:  # Ctrl+C (Lightning exits) or an error: plot the epochs logged so far
+        if trainer.is_global_zero and (curves := _curves(trainer, warn=True)) and show_progress:
+            print(f"training curves so far: {curves}", file=sys.stderr)
+        raise
+    curves = _curves(trainer) if trainer.is_global_zero else None
     last = checkpoint_dir / "last.ckpt"
     best_path = Path(best.best_model_path) if best.best_model_path else None
     adapter = run_dir / "adapter.pt" if isinstance(task, LoraTask) else None
@@ -200,7 +210,22 @@ def train(
         adapter=adapter,
         hq_checkpoint=hq_checkpoint,
         global_rank=trainer.global_rank,
+        curves=curves,
     )
+
+
+def _curves(trainer: lightning.Trainer, *, warn: bool = False) -> Path | None:
+    """``curves.png`` beside the run's ``metrics.csv`` (finalised by Lightning by now)."""
+    if not isinstance(trainer.logger, CSVLogger):
+        return None
+    metrics = Path(trainer.logger.log_dir) / "metrics.csv"
+    if not warn:
+        return write_curves(metrics)
+    try:  # while another error propagates: never hide it
+        return write_curves(metrics)
+    except (OSError, ValueError) as err:
+        log.warning("no training curves: %s", err)
+        return None
 
 
 def _trainer(

@@ -32,7 +32,12 @@ def _click_defaults(command: Command) -> dict[str, Any]:
     return {p.name: p.get_default(context, call=True) for p in click_command.params}
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_is_checked_here_or_by_its_own_tests() -> None:
+    # pseudo-label has no settings class: tests/qgis_plugin mirror its CLI defaults in QGIS
+    assert set(COMMANDS) == set(SETTINGS) | {"pseudo_label", "pseudo_label_review"}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_api_cli_and_qgis_give_the_same_defaults(name: str, monkeypatch) -> None:
     monkeypatch.delenv("RS_SAM_WEIGHTS", raising=False)
     command = COMMANDS[name]
@@ -46,8 +51,11 @@ def test_api_cli_and_qgis_give_the_same_defaults(name: str, monkeypatch) -> None
     assert set(from_cli) - {"verbose", "quiet"} == {o.name for o in command.options}
     assert {"cluster", "workers"} <= set(from_cli) - set(qgis)  # QGIS runs locally
     for option in command.options:
-        if option.cli_only:
-            assert from_cli[option.name] is None and getattr(defaults, option.name) is None
+        if option.cli_only:  # a setting (cluster) or an API argument (preview), unset
+            value = (
+                getattr(defaults, option.name) if option.setting else signature[option.name].default
+            )
+            assert from_cli[option.name] is None and value is None, option.name
             continue
         if option.positional or option.required:  # inputs and outputs: no default anywhere
             assert qgis[option.name].default is None and not qgis[option.name].optional

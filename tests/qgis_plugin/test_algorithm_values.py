@@ -68,8 +68,9 @@ def algorithms(monkeypatch) -> Iterator[types.ModuleType]:
                  "QgsProcessingParameterEnum", "QgsProcessingParameterFeatureSource",
                  "QgsProcessingParameterFile", "QgsProcessingParameterNumber",
                  "QgsProcessingParameterRasterDestination", "QgsProcessingParameterRasterLayer",
-                 "QgsProcessingParameterString", "QgsProcessingParameterVectorDestination"):
-        setattr(core, name, type(name, (), {}))  # fmt: skip
+                 "QgsProcessingParameterString", "QgsProcessingParameterVectorDestination",
+                 "QgsProcessingParameterFolderDestination"):  # fmt: skip
+        setattr(core, name, type(name, (), {}))
     core.QgsProcessingAlgorithm = _Algorithm  # type: ignore[attr-defined]
     core.QgsProcessingException = type("QgsProcessingException", (Exception,), {})  # type: ignore[attr-defined]
     registry = types.SimpleNamespace(decodeUri=lambda provider, uri: {"path": uri})

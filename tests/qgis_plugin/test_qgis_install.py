@@ -46,7 +46,7 @@ def test_install_copies_records_and_enables(source: Path, root: Path) -> None:
     assert dest == profile / "python" / "plugins" / PLUGIN_NAME
     assert not dest.is_symlink()
     assert sorted(p.name for p in dest.iterdir()) == [
-        "__init__.py", "metadata.txt", "options.py", "provider.py"
+        "__init__.py", "metadata.txt", "options.py", "provider.py", "pseudo_label_options.py"
     ]  # fmt: skip
     assert (dest / "provider.py").read_text() == "VERSION = 1\n"
     # the option table the plugin's parameters are generated from travels with it

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rs_sam import commands, progress
 from rs_sam.cli.main import cli
 from rs_sam.errors import ConfigError
+from rs_sam.options import COMMANDS
 from rs_sam.qgis_plugin import runner
 from rs_sam.qgis_plugin.runner import RunFailed, RunSettings, run_command
 from rs_sam.qgis_plugin.specs import ALGORITHMS, AlgorithmSpec
@@ -49,7 +50,8 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
     command = cli.commands[spec.command]
     options = {opt: p for p in command.params if isinstance(p, click.Option) for opt in p.opts}
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
-    assert len([p for p in spec.params if p.flag is None]) == len(arguments)
+    siblings = [s for s in ALGORITHMS if s.command == spec.command]  # pseudo-label: two
+    assert len({p.key for s in siblings for p in s.params if p.flag is None}) == len(arguments)
     for param in (p for p in spec.params if p.flag is not None):
         option = options[param.flag]
         default = option.get_default(click.Context(command), call=True)
@@ -68,11 +70,12 @@ def test_parameters_mirror_the_cli_options_and_defaults(spec: AlgorithmSpec) -> 
             assert option.type == expected_type[param.kind], param.name
         if param.kind in ("file", "features", "vector_out", "raster_out"):
             assert isinstance(option.type, click.Path), param.name
-    covered = {p.flag for p in spec.params}
+    covered = {p.flag for s in siblings for p in s.params}
     missing = {p.opts[-1] for p in command.params if isinstance(p, click.Option)} - covered
-    # -v/-q, and the cluster options: the QGIS provider runs locally
-    expected = {"--verbose", "--quiet", "--cluster", "--workers"}
-    assert missing == expected, f"CLI options without a parameter: {missing}"
+    # -v/-q, and the CLI-only options (the cluster, previews): the QGIS provider runs locally
+    cli_only = {o.flag for s in siblings for o in COMMANDS[s.name].options if o.cli_only}
+    expected = {"--verbose", "--quiet"} | cli_only
+    assert missing == expected & set(options), f"CLI options without a parameter: {missing}"
 
 
 def test_progress_protocol_is_the_libraries() -> None:
