@@ -22,6 +22,7 @@ from torch import Tensor
 from rs_sam.data.pair import ChipPair
 from rs_sam.errors import ConfigError
 from rs_sam.models.decoding import ChipFeatures, SamDecoder, encoder_features
+from rs_sam.models.decoding.features import images_per_pass
 from rs_sam.models.mask_proposals import MaskProposals, ProposalSettings, propose_masks
 
 if TYPE_CHECKING:
@@ -99,7 +100,8 @@ def score_chip(
     size = chip.window.size
     device = next(encoder.parameters()).device
     images = torch.from_numpy(np.stack([image_a, image_b])).to(device)
-    features = encoder_features(encoder, images)  # both dates in one pass
+    # both dates in one pass, or one at a time for encoders whose activations are large
+    features = encoder_features(encoder, images, per_pass=images_per_pass(encoder, 2))
     embeddings = features.embedding  # (2, C, E, E)
     proposals = [proposer(features.row(i)) for i in range(2)]
     masks = torch.cat([p.masks for p in proposals])  # (N, h, w)

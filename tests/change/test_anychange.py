@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from rs_sam.change import anychange
 from rs_sam.change.anychange import change_angles, mask_embeddings, score_chip
 from rs_sam.data.grid import ChipWindow
 from rs_sam.data.pair import ChipPair
+from rs_sam.models.decoding.features import encoder_features, images_per_pass
+from rs_sam.models.encoders import load_encoder
 from rs_sam.models.mask_proposals import MaskProposals, point_grid, stability_score
 from tests.helpers.stand_ins import ColourEncoder
 
@@ -84,3 +87,46 @@ def test_stability_score() -> None:
     logits[0, :2, :2] = 5.0  # confident: 4 px either way
     logits[0, 3, 3] = 0.5  # ambiguous pixel counts only in the looser mask
     assert stability_score(logits, 1.0).item() == pytest.approx(4 / 5)
+
+
+class _Sized:
+    """An encoder stand-in that only states its per-image activation estimate."""
+
+    def __init__(self, activation_bytes: int | None) -> None:
+        if activation_bytes is not None:
+            self.activation_bytes = activation_bytes
+
+
+def test_dates_are_batched_only_when_their_activations_are_small() -> None:
+    mb = 2**20
+    assert images_per_pass(_Sized(280 * mb), 2) == 1  # ViT-B at 1024 px: one date at a time
+    assert images_per_pass(_Sized(100 * mb), 2) == 2  # MobileSAM: both dates together
+    assert images_per_pass(_Sized(1 * mb), 2) == 2  # never more than asked
+    assert images_per_pass(_Sized(None), 2) == 2  # no estimate: one batch
+
+
+@pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.base.RandomWeightsWarning")
+@pytest.mark.parametrize("name", ["sam_vit_b", "mobile_sam"])
+def test_scores_are_the_same_dates_batched_or_one_at_a_time(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = load_encoder(name, weights="random", tiny=True)
+    assert images_per_pass(encoder, 2) == 2  # tiny models: small activations, one batch
+    size = encoder.input_size
+    rng = np.random.default_rng(1)
+    image_a, image_b = (rng.uniform(0, 255, (3, size, size)).astype(np.float32) for _ in "ab")
+    images = torch.from_numpy(np.stack([image_a, image_b]))
+    together = encoder_features(encoder, images)
+    apart = encoder_features(encoder, images, per_pass=1)
+    torch.testing.assert_close(apart.embedding, together.embedding, rtol=1e-5, atol=1e-5)
+    low = torch.zeros(2, 16, 16, dtype=torch.bool)
+    low[0, 2:9, 3:12] = True
+    low[1, 8:16, :] = True
+    oracle = lambda features: MaskProposals(low, torch.ones(2), torch.ones(2))  # noqa: E731
+    chip = ChipPair(ChipWindow(0, 0, size, 0), image_a, image_b, np.ones((size, size), bool))
+    scores = {}
+    for per_pass in (1, 2):
+        monkeypatch.setattr(anychange, "images_per_pass", lambda enc, count, n=per_pass: n)
+        scores[per_pass] = score_chip(chip, image_a, image_b, encoder, oracle).probability
+    assert scores[1].max() > 0  # the masks have angles
+    np.testing.assert_allclose(scores[1], scores[2], rtol=1e-5, atol=1e-6)

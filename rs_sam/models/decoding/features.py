@@ -44,14 +44,39 @@ class ChipFeatures:
         )
 
 
-def encoder_features(encoder: Any, images: Tensor, *, trainable: bool = False) -> ChipFeatures:
+#: Most estimated activation bytes of one encoder pass when choosing how many images to batch.
+PASS_BYTES = 256 * 2**20
+
+
+def images_per_pass(encoder: Any, count: int) -> int:
+    """How many of ``count`` images to encode together: a choice by memory.
+
+    Batching saves a little time but holds every image's activations at once. Encoders that
+    estimate their per-image activations (``encoder.activation_bytes``: the SAM ViTs, about
+    280 MB for ViT-B at 1024 px; MobileSAM, about 100 MB) batch as many images as fit in
+    :data:`PASS_BYTES`, at least one: ViT-B/L/H one at a time, MobileSAM two at once. Others
+    (SAM 2, FastSAM) batch all ``count``.
+    """
+    per_image = getattr(encoder, "activation_bytes", None)
+    if not per_image:
+        return count
+    return max(1, min(count, PASS_BYTES // int(per_image)))
+
+
+def encoder_features(
+    encoder: Any, images: Tensor, *, trainable: bool = False, per_pass: int | None = None
+) -> ChipFeatures:
     """What plain (not HQ) SAM decoding needs of RGB chips ``(B, 3, H, W)``.
 
     The embedding, and for SAM 2 encoders (``encoder.has_high_res``) the high-resolution
-    features, from one pass through the encoder. Without ``trainable`` the encoder runs under
-    ``no_grad`` as its contract says (any object with ``embed(images)`` will do); with it,
-    autograd runs through the encoder (LoRA training).
+    features, from one pass through the encoder, or from passes of ``per_pass`` images
+    (see :func:`images_per_pass`; the result is the same). Without ``trainable`` the encoder
+    runs under ``no_grad`` as its contract says (any object with ``embed(images)`` will do);
+    with it, autograd runs through the encoder (LoRA training).
     """
+    if per_pass is not None and per_pass < len(images):
+        parts = [encoder_features(encoder, x, trainable=trainable) for x in images.split(per_pass)]
+        return _concat(parts)
     high_res = bool(getattr(encoder, "has_high_res", False))
     if not trainable:
         if high_res:
@@ -64,3 +89,13 @@ def encoder_features(encoder: Any, images: Tensor, *, trainable: bool = False) -
             embedding, maps = encoder._embed_high_res(x)
             return ChipFeatures(embedding, high_res=tuple(maps))
         return ChipFeatures(encoder._embed(x))
+
+
+def _concat(parts: list[ChipFeatures]) -> ChipFeatures:
+    """The features of several passes as one batch (embedding and SAM 2's maps)."""
+    embedding = torch.cat([p.embedding for p in parts])
+    maps = [p.high_res for p in parts]
+    if any(m is None for m in maps):
+        return ChipFeatures(embedding)
+    levels = zip(*(m for m in maps if m is not None), strict=True)
+    return ChipFeatures(embedding, high_res=tuple(torch.cat(level) for level in levels))

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from rs_sam.checkpoints import load_into_model, load_state_dict
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, HqEmbedding
+from rs_sam.models.encoders.vit_attention import MASK_BYTES, use_lean_attention
 
 if TYPE_CHECKING:
     from rs_sam.models.encoders.registry import EncoderSpec
@@ -290,6 +291,20 @@ class SamViTEncoder(_SamFamilyEncoder):
         )
         self.early_block = early_block
 
+    @property
+    def activation_bytes(self) -> int:
+        """Estimated peak activation bytes of one image's pass (batching rule, features.py).
+
+        About 20 token maps are alive at once in a block (input, residual, qkv and its
+        per-head copies, attention output, the 4x MLP hidden before and after GELU), plus
+        at most ``MASK_BYTES`` of rel-pos mask: ~280 MB for ViT-B at 1024 px.
+        """
+        vit = self.sam.image_encoder
+        tokens = (self.input_size // _PATCH_SIZE) ** 2
+        itemsize = vit.pos_embed.element_size()
+        mask = min(MASK_BYTES, vit.blocks[0].attn.num_heads * tokens**2 * itemsize)
+        return tokens * vit.pos_embed.shape[-1] * itemsize * 20 + mask
+
     def _tokens(self, x: Tensor, keep: int | None) -> tuple[Tensor, Tensor | None]:
         """Run the ViT; return its last tokens ``(B, S/16, S/16, D)`` and block ``keep``'s."""
         vit = self.sam.image_encoder
@@ -334,6 +349,17 @@ class SamViTEncoder(_SamFamilyEncoder):
 
 class MobileSamEncoder(_SamFamilyEncoder):
     """MobileSAM (TinyViT) image encoder with a pyramid from TinyViT's own stages."""
+
+    @property
+    def activation_bytes(self) -> int:
+        """Estimated peak activation bytes of one image's pass (batching rule, features.py).
+
+        The peak is in stage 0's MBConvs at stride 4: about 6 maps of its width alive at
+        once (the 4x expansion before and after GELU, the residual): ~100 MB at 1024 px.
+        """
+        stem = self.sam.image_encoder.patch_embed.seq[-1].c  # last conv of the stride-4 stem
+        side = self.input_size // 4
+        return side * side * stem.out_channels * stem.weight.element_size() * 6
 
     def _stages(self, x: Tensor) -> tuple[dict[int, Tensor], Tensor]:
         """Last map per stride ``{4, 8, 16: (B, C, S/s, S/s)}`` and the stage-2 input map."""
@@ -406,6 +432,8 @@ def build_sam_vit(spec: EncoderSpec, *, tiny: bool = False) -> SamViTEncoder:
         window_size=cfg["window_size"],
         out_chans=out_chans,
     )
+    # Same parameters and keys, no (heads, L, L) attention matrices (vit_attention.py).
+    use_lean_attention(image_encoder)
     hq_vit_dim = cfg["embed_dim"] if spec.hq else None
     sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"], hq_vit_dim=hq_vit_dim)
     return SamViTEncoder(
