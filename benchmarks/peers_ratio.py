@@ -36,8 +36,8 @@ def naip_pair() -> tuple[Path, Path]:
     root = os.environ.get("RS_SAM_DATA_DIR")
     if not root:
         sys.exit("needs RS_SAM_DATA_DIR (the shared real-data folder with rasters/naip)")
-    folder = Path(root) / "rasters" / "naip"
-    return sorted(folder.glob("*2009*.tif"))[0], sorted(folder.glob("*2011*.tif"))[0]
+    earlier, later = sorted((Path(root) / "rasters" / "naip").glob("*.tif"))[:2]
+    return earlier, later
 
 
 def run_case(task: str, encoder: str, filters: str, args: argparse.Namespace) -> dict:
