@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from rs_sam.cli.options import handle_errors, quiet_option, setup_output, verbose_option
+
+_Command = TypeVar("_Command", bound=Callable[..., None])
 
 
 @click.group()
@@ -89,6 +93,35 @@ train_hq = _train_command(
 )
 
 
+def _figure_options(sample: str) -> Callable[[_Command], _Command]:
+    """evaluate's --confusion, --preview (of the first ``sample``) and --overwrite."""
+    options = [
+        click.option(
+            "--confusion",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Also draw the confusion matrix (counts, row shares) into this .png.",
+        ),
+        click.option(
+            "--preview",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help=f"Also draw the first {sample}, predictions filled and labels outlined: a .png "
+            "picture or an offline .html map.",
+        ),
+        click.option(
+            "--overwrite", is_flag=True, help="Replace existing --confusion/--preview files."
+        ),
+    ]
+
+    def decorate(command: _Command) -> _Command:
+        for option in reversed(options):  # listed in --help in this order
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @click.group()
 def evaluate() -> None:
     """Evaluate trained models on labelled data."""
@@ -110,20 +143,7 @@ def evaluate() -> None:
 @click.option("--threshold", type=float, default=0.5, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-@click.option(
-    "--confusion",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also draw the confusion matrix (counts, row shares) into this .png.",
-)
-@click.option(
-    "--preview",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also draw the first pair, predictions filled and labels outlined: a .png "
-    "picture or an offline .html map.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace existing --confusion/--preview files.")
+@_figure_options("pair")
 @verbose_option
 @quiet_option
 @handle_errors
@@ -192,20 +212,7 @@ def evaluate_change(
 @click.option("--chip-size", type=int, default=None, help="[default: the model's].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-@click.option(
-    "--confusion",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also draw the confusion matrix (counts, row shares) into this .png.",
-)
-@click.option(
-    "--preview",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also draw the first image (or scene), predictions filled and labels outlined: a .png "
-    "picture or an offline .html map.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace existing --confusion/--preview files.")
+@_figure_options("image (or scene)")
 @verbose_option
 @quiet_option
 @handle_errors
