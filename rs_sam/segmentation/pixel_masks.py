@@ -103,9 +103,41 @@ def union_polygon(
     elif blocks == 1:  # one block's 4-connected parts: disjoint, at most touching at corners
         geometry = shapely.MultiPolygon(pieces)
     else:
-        geometry = shapely.union_all(pieces)
+        seams = shapely.MultiLineString(_seams(top, bottom, left, right, block))
+        geometry = _join_at_seams(pieces, shapely.intersects(pieces, seams))
     a, b, c, d, e, f = transform[:6]
     return shapely.transform(geometry, lambda xy: xy @ np.array([[a, d], [b, e]]) + (c, f))
+
+
+def _seams(top: int, bottom: int, left: int, right: int, block: int) -> list[list[tuple]]:
+    """The inner block borders of a bounding box, as lines in pixel coordinates."""
+    lines = [[(col, top), (col, bottom)] for col in range(left + block, right, block)]
+    return lines + [[(left, row), (right, row)] for row in range(top + block, bottom, block)]
+
+
+def _join_at_seams(pieces: list[BaseGeometry], on_seam: np.ndarray) -> BaseGeometry:
+    """The union of block pieces (disjoint polygons), overlaying only what crosses a seam.
+
+    A piece's holes never touch its block's border, so only the hole-free shells of the
+    pieces on a seam are unioned (assigning a huge object's many holes to its shell is
+    what makes an overlay super-linear); each piece's holes then go back into the joined
+    polygon that contains the piece. Pieces off the seams are disjoint from all others.
+    """
+    crossing = [p for p, hit in zip(pieces, on_seam, strict=True) if hit]
+    kept = [p for p, hit in zip(pieces, on_seam, strict=True) if not hit]
+    shells = shapely.polygons(shapely.get_exterior_ring(crossing))
+    joined = list(shapely.get_parts(shapely.union_all(shells)))
+    owner, target = shapely.STRtree(joined).query(
+        shapely.point_on_surface(crossing), predicate="within"
+    )
+    holes: list[list[shapely.LinearRing]] = [list(p.interiors) for p in joined]
+    for i, k in zip(owner.tolist(), target.tolist(), strict=True):
+        holes[k].extend(crossing[i].interiors)
+    rebuilt = [
+        shapely.Polygon(p.exterior, ring_list) for p, ring_list in zip(joined, holes, strict=True)
+    ]
+    parts = rebuilt + kept
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _block_polygons(pixels: np.ndarray, row: int, col: int) -> list[BaseGeometry]:

@@ -158,15 +158,16 @@ def test_the_objects_are_those_of_the_polygon_rule(seed: int, match_iou: float) 
     assert not unmatched
 
 
-def test_union_polygon_by_blocks_equals_one_block() -> None:
+@pytest.mark.parametrize(("density", "block"), [(0.3, 16), (0.55, 16), (0.55, 7), (0.75, 33)])
+def test_union_polygon_by_blocks_equals_one_block(density: float, block: int) -> None:
     rng = np.random.default_rng(5)
-    pixels = rng.random((90, 110)) < 0.55  # many parts, holes, corner contacts
+    pixels = rng.random((90, 110)) < density  # many parts, holes, islands, corner contacts
     mask = PixelMask.from_array(pixels, 7, 11)
     assert mask is not None and np.array_equal(
         mask.array(), pixels[mask.row - 7 :][: mask.height, mask.col - 11 :][:, : mask.width]
     )
     whole = union_polygon([mask], GRID.transform)
-    blocks = union_polygon([mask], GRID.transform, block=16)
+    blocks = union_polygon([mask], GRID.transform, block=block)
     assert whole.symmetric_difference(blocks).area < 1e-9
     assert whole.area == pytest.approx(pixels.sum() * 0.25)
     assert blocks.is_valid
