@@ -42,7 +42,9 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 @pytest.fixture
 def big_pair(tmp_path: Path) -> tuple[Path, Path]:
-    image = (texture(768, 768, seed=1) * 200 + 20).astype(np.uint8)
+    # 576 chips: on a busy machine the test may read the first progress line late, and the
+    # run must still be far from done when the signal lands
+    image = (texture(1536, 1536, seed=1) * 200 + 20).astype(np.uint8)
     a = write_raster(tmp_path / "a.tif", image)
     b = write_raster(tmp_path / "b.tif", paint_change(image, slice(60, 110), slice(80, 140), 250))
     return a, b
