@@ -224,7 +224,8 @@ def test_installed_plugin_loads_in_a_python_without_torch(tmp_path: Path, pair_p
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["algorithms"] == ["rs_sam:detect_change", "rs_sam:sam_objects",
+    assert report["algorithms"] == ["rs_sam:detect_change", "rs_sam:pseudo_label",
+                                    "rs_sam:pseudo_label_review", "rs_sam:sam_objects",
                                     "rs_sam:segment"]  # fmt: skip
     assert report["crs"] == "EPSG:32633" and report["count"] > 0
     assert report["torch"] is False  # the work ran in the recorded interpreter
