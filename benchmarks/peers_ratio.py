@@ -9,6 +9,7 @@ per side 16, IoU and stability filters 0, random weights, 2 threads.
 
     RS_SAM_DATA_DIR=../shared/data python benchmarks/peers_ratio.py
     python benchmarks/peers_ratio.py --encoders mobile_sam --tasks segment --filters default
+    python benchmarks/peers_ratio.py --encoders mobile_sam --skip-covered 0.9   # approximate
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def run_case(task: str, encoder: str, filters: str, args: argparse.Namespace) ->
         "weights": "random",
         "device": "cpu",
         "points_per_side": args.points_per_side,
+        "skip_covered": args.skip_covered,
     }
     if filters == "zero":
         common |= {"pred_iou_thresh": 0.0, "stability_thresh": 0.0}
@@ -111,6 +113,9 @@ def main() -> None:
     parser.add_argument("--filters", nargs="+", default=["zero", "default"])
     parser.add_argument("--points-per-side", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--skip-covered", type=float, help="the approximate mode's confidence (default: exact)"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -119,7 +124,8 @@ def main() -> None:
     a, b = naip_pair()
     print(
         f"NAIP {a.name} / {b.name}, random weights, points/side={args.points_per_side}, "
-        f"threads={args.threads}; filters 'zero': IoU and stability 0, 'default': rs-sam's"
+        f"threads={args.threads}; filters 'zero': IoU and stability 0, 'default': rs-sam's; "
+        + ("exact decoding" if args.skip_covered is None else f"skip_covered={args.skip_covered}")
     )
     columns = ["task", "encoder", "filters", "wall s", "enc s", "prop s", "other s",
                "wall/enc", "RSS MB"]  # fmt: skip

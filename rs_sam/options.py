@@ -195,6 +195,11 @@ STABILITY_THRESH = Option(
     "stability_thresh", "float", "Keep masks with stability above this.",
     "Keep masks with stability above", default=0.95, advanced=True,
 )  # fmt: skip
+SKIP_COVERED = Option(
+    "skip_covered", "float", "Approximate, faster: skip grid points inside a mask already found "
+    "whose predicted IoU and stability reach this (e.g. 0.9) [default: off, all decoded].",
+    "Skip grid points inside masks this confident (approximate) [default: off]", advanced=True,
+)  # fmt: skip
 BOX_NMS_THRESH = Option(
     "box_nms_thresh", "float", "Box IoU above which a chip's lower-scored mask is dropped.",
     "Box IoU above which a chip's lower-scored mask is dropped", default=0.7, advanced=True,
@@ -243,8 +248,8 @@ WORKERS = Option(
 #: automatic mask generator; each command may change them).
 SHARED = (
     ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, _chip_size(""), _overlap(""),
-    POINTS_PER_SIDE, BATCH_SIZE, PRED_IOU_THRESH, STABILITY_THRESH, MIN_AREA, SIMPLIFY, BANDS,
-    NODATA, CLUSTER, WORKERS,
+    POINTS_PER_SIDE, BATCH_SIZE, PRED_IOU_THRESH, STABILITY_THRESH, SKIP_COVERED, MIN_AREA,
+    SIMPLIFY, BANDS, NODATA, CLUSTER, WORKERS,
 )  # fmt: skip
 SHARED_DEFAULTS: dict[str, Any] = {option.name: option.default for option in SHARED}
 
@@ -256,7 +261,7 @@ def _model_options(
     """The SAM options of the three commands (their defaults and help differ)."""
     options = [ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, CLUSTER, WORKERS,
                _chip_size(chip_size), _overlap(overlap), points, BATCH_SIZE, pred_iou,
-               stability]  # fmt: skip
+               stability, SKIP_COVERED]  # fmt: skip
     return (*options, box_nms) if box_nms is not None else tuple(options)
 
 

@@ -53,6 +53,7 @@ class SharedSettings:
     batch_size: int = SHARED_DEFAULTS["batch_size"]  # point prompts decoded together
     pred_iou_thresh: float = SHARED_DEFAULTS["pred_iou_thresh"]
     stability_thresh: float = SHARED_DEFAULTS["stability_thresh"]
+    skip_covered: float | None = None  # approximate: skip grid points in confident masks
     min_area: MinArea = dataclasses.field(
         default_factory=lambda: MinArea.parse(SHARED_DEFAULTS["min_area"])
     )
@@ -77,6 +78,11 @@ class SharedSettings:
                 raise ConfigError(f"{name} {value} must be between 0 and 1")
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")
+        if self.skip_covered is not None and not 0.0 < self.skip_covered <= 1.0:
+            raise ConfigError(
+                f"skip_covered {self.skip_covered} must be in (0, 1], e.g. 0.9; leave it unset "
+                "to decode every grid point"
+            )
         self.engine  # noqa: B018  # checks --cluster / --workers
 
     def _fractions(self) -> tuple[str, ...]:
@@ -136,6 +142,7 @@ class SharedSettings:
             points_per_batch=self.batch_size,
             pred_iou_thresh=self.pred_iou_thresh,
             stability_thresh=self.stability_thresh,
+            skip_covered=self.skip_covered,
         )
 
     @classmethod

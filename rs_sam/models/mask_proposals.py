@@ -10,6 +10,14 @@ work on boolean low-resolution masks.
 With an HQ-SAM decoder (``hq="add"`` or ``"only"``) each point gives, as in HQ-SAM's automatic
 mask generator, one mask: the best-IoU ambiguity mask plus the HQ token's logits, or the HQ
 token's logits alone; the fused HQ features are computed once per image.
+
+Decoding is exact by default: every grid point is decoded. ``skip_covered`` trades exactness
+for speed, as grid points inside a confident mask mostly return that mask again: the grid
+is decoded coarse to fine (every other row and column first), and after each batch the
+points not yet decoded that lie inside a kept mask whose predicted IoU and stability both
+reach ``skip_covered`` are dropped. Their masks (duplicates, and the parts or wholes of
+the confident mask they would have proposed) are then missing; how many masks change
+against the exact mode is measured by ``benchmarks/skip_covered.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,13 @@ class ProposalSettings:
     stability_offset: float = 1.0
     box_nms_thresh: float = 0.7
     min_mask_pixels: int = 4  # at the decoder's resolution
+    #: Approximate mode: skip grid points inside a kept mask whose predicted IoU and
+    #: stability reach this (None: exact, every point decoded).
+    skip_covered: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.skip_covered is not None and not 0.0 < self.skip_covered <= 1.0:
+            raise ValueError(f"skip_covered {self.skip_covered} must be in (0, 1], or None")
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,7 @@ class MaskProposals:
     scores: Tensor  # (N,) predicted IoU
     stability: Tensor  # (N,) stability score
     logits: Tensor | None = None  # (N, h, w) float16 mask logits, when asked for
+    decoded: int = 0  # point prompts decoded (fewer than the grid with skip_covered)
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -55,6 +71,21 @@ def point_grid(points_per_side: int, input_size: int) -> Tensor:
     centres = (torch.arange(points_per_side, dtype=torch.float32) + 0.5) * step
     ys, xs = torch.meshgrid(centres, centres, indexing="ij")
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def coarse_to_fine(points_per_side: int) -> Tensor:
+    """(P,) order of a grid's points (row-major indices), coarsest sub-grid first.
+
+    A point's level is the number of times both its row and column index halve evenly
+    (index 0 counts as the finest possible level): every 2^k-th row and column come before
+    the points between them; within a level, row-major order.
+    """
+    index = torch.arange(points_per_side)
+    level = torch.zeros(points_per_side, dtype=torch.int64)
+    for k in range(1, max(1, points_per_side.bit_length())):
+        level[index % (1 << k) == 0] = k
+    grid_level = torch.minimum(level[:, None], level[None, :]).reshape(-1)
+    return torch.sort(-grid_level, stable=True).indices
 
 
 def stability_score(logits: Tensor, offset: float) -> Tensor:
@@ -109,29 +140,68 @@ def propose_masks(
     """
     features = decoder.prepare(features)  # HQ-SAM's fusion: once per image
     points = point_grid(settings.points_per_side, decoder.input_size).to(features.embedding.device)
-    kept_masks, kept_scores, kept_stability, kept_logits = [], [], [], []
-    for start in range(0, len(points), settings.points_per_batch):
-        batch = points[start : start + settings.points_per_batch]
+    skip = settings.skip_covered
+    if skip is not None:
+        points = points[coarse_to_fine(settings.points_per_side).to(points.device)]
+    kept: list[_Kept] = []
+    covered: Tensor | None = None  # (h, w) bool: inside a confident mask (skip_covered)
+    decoded = 0
+    while len(points):
+        batch, points = points[: settings.points_per_batch], points[settings.points_per_batch :]
+        decoded += len(batch)
         logits, iou, _, _ = decoder.decode(features, points=batch[:, None, :], multimask=True)
-        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)  # (B*M, h, w), (B*M,), M = 3 or 1
-        stability = stability_score(logits, settings.stability_offset)
-        keep = (iou >= settings.pred_iou_thresh) & (stability >= settings.stability_thresh)
-        masks = logits[keep] > 0
-        keep_area = masks.flatten(1).sum(1) >= settings.min_mask_pixels
-        kept_masks.append(masks[keep_area])
-        kept_scores.append(iou[keep][keep_area])
-        kept_stability.append(stability[keep][keep_area])
-        if keep_logits:
-            kept_logits.append(logits[keep][keep_area].half())
-    masks = torch.cat(kept_masks)
-    kept = torch.cat(kept_logits) if keep_logits else None
-    scores = torch.cat(kept_scores)
-    stability = torch.cat(kept_stability)
+        part = _filter(logits.flatten(0, 1), iou.flatten(0, 1), settings, keep_logits)
+        kept.append(part)
+        if skip is not None and len(points):
+            confident = part.masks[(part.scores >= skip) & (part.stability >= skip)]
+            if len(confident):
+                union = confident.any(0)
+                covered = union if covered is None else covered | union
+            if covered is not None:
+                points = points[~_inside(covered, points, decoder.input_size)]
+    masks = torch.cat([k.masks for k in kept])
+    logits = torch.cat([k.logits for k in kept]) if keep_logits else None  # type: ignore[misc]
+    scores = torch.cat([k.scores for k in kept])
+    stability = torch.cat([k.stability for k in kept])
     if len(masks):
         boxes = mask_boxes(masks).float()
         order = batched_nms(
             boxes, scores, torch.zeros_like(scores, dtype=torch.int64), settings.box_nms_thresh
         )
         masks, scores, stability = masks[order], scores[order], stability[order]
-        kept = kept[order] if kept is not None else None
-    return MaskProposals(masks=masks, scores=scores, stability=stability, logits=kept)
+        logits = logits[order] if logits is not None else None
+    return MaskProposals(
+        masks=masks, scores=scores, stability=stability, logits=logits, decoded=decoded
+    )
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The masks of one batch that pass the filters."""
+
+    masks: Tensor
+    scores: Tensor
+    stability: Tensor
+    logits: Tensor | None
+
+
+def _filter(logits: Tensor, iou: Tensor, settings: ProposalSettings, keep_logits: bool) -> _Kept:
+    """Masks (B*M, h, w) passing the predicted-IoU, stability and size filters."""
+    stability = stability_score(logits, settings.stability_offset)
+    keep = (iou >= settings.pred_iou_thresh) & (stability >= settings.stability_thresh)
+    masks = logits[keep] > 0
+    large = masks.flatten(1).sum(1) >= settings.min_mask_pixels
+    return _Kept(
+        masks[large],
+        iou[keep][large],
+        stability[keep][large],
+        logits[keep][large].half() if keep_logits else None,
+    )
+
+
+def _inside(mask: Tensor, points: Tensor, input_size: int) -> Tensor:
+    """(P,) bool: each x/y point (model-input pixels) falls on a true pixel of ``mask``."""
+    h, w = mask.shape
+    cols = (points[:, 0] * (w / input_size)).long().clamp(0, w - 1)
+    rows = (points[:, 1] * (h / input_size)).long().clamp(0, h - 1)
+    return mask[rows, cols]

@@ -104,6 +104,7 @@ CASES = [
     ("batch size 0", f"{DC} --batch-size 0", 2, "must be positive"),
     ("pred-iou above 1", f"{DC} --pred-iou-thresh 1.5", 2, "must be between 0 and 1"),
     ("stability below 0", f"{DC} --stability-thresh -0.5", 2, "must be between 0 and 1"),
+    ("skip-covered 0", f"{SEG} --skip-covered 0", 2, "skip_covered 0.0 must be in (0, 1]"),
     ("box NMS above 1", f"{SEG} --box-nms-thresh 2", 2, "must be between 0 and 1"),
     ("threshold negative", f"{DC} --threshold -1", 2, "must be an angle in (0, 180)"),
     ("threshold above 180", f"{DC} --threshold 181", 2, "must be an angle in (0, 180)"),
