@@ -9,7 +9,7 @@ per side 16, IoU and stability filters 0, random weights, 2 threads.
 
     RS_SAM_DATA_DIR=../shared/data python benchmarks/peers_ratio.py
     python benchmarks/peers_ratio.py --encoders mobile_sam --tasks segment --filters default
-    python benchmarks/peers_ratio.py --encoders mobile_sam --skip-covered 0.9   # approximate
+    python benchmarks/peers_ratio.py --encoders mobile_sam --decoder-precision bfloat16
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def run_case(task: str, encoder: str, filters: str, args: argparse.Namespace) ->
         "device": "cpu",
         "points_per_side": args.points_per_side,
         "skip_covered": args.skip_covered,
+        "decoder_precision": args.decoder_precision,
     }
     if filters == "zero":
         common |= {"pred_iou_thresh": 0.0, "stability_thresh": 0.0}
@@ -114,8 +115,16 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--skip-covered", type=float, help="the approximate mode's confidence (default: exact)"
+        "--skip-covered", type=float, help="approximate: skip_covered's confidence (default: off)"
     )
+    parser.add_argument(
+        "--decoder-precision", choices=("float32", "bfloat16"), default="float32",
+        help="bfloat16: approximate decoding",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeats", type=int, default=1,
+        help="fresh runs per case; the run of median wall/enc is shown, with the range",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -125,7 +134,7 @@ def main() -> None:
     print(
         f"NAIP {a.name} / {b.name}, random weights, points/side={args.points_per_side}, "
         f"threads={args.threads}; filters 'zero': IoU and stability 0, 'default': rs-sam's; "
-        + ("exact decoding" if args.skip_covered is None else f"skip_covered={args.skip_covered}")
+        + f"decoder {args.decoder_precision}, skip_covered {args.skip_covered}"
     )
     columns = ["task", "encoder", "filters", "wall s", "enc s", "prop s", "other s",
                "wall/enc", "RSS MB"]  # fmt: skip
@@ -136,19 +145,30 @@ def main() -> None:
     for task in args.tasks:
         for encoder in args.encoders:
             for filters in args.filters:
-                out = subprocess.run(
-                    [sys.executable, __file__, *sys.argv[1:], "--child", task, encoder, filters],
-                    check=True, capture_output=True, text=True,
-                )  # fmt: skip
-                row = json.loads(out.stdout.strip().splitlines()[-1])
+                rows = sorted(
+                    (child(task, encoder, filters) for _ in range(args.repeats)),
+                    key=lambda r: r["seconds"] / r["encoder_s"],
+                )
+                row = rows[len(rows) // 2]
                 wall, enc, prop = row["seconds"], row["encoder_s"], row["proposals_s"]
                 peer = PEERS.get((task, encoder), "") if filters == "zero" else ""
+                spread = [r["seconds"] / r["encoder_s"] for r in (rows[0], rows[-1])]
                 print(
                     f"{task:>7} {encoder:>16} {filters:>8}{wall:>9.1f}{enc:>9.1f}{prop:>9.1f}"
                     f"{wall - enc - prop:>9.1f}{wall / enc:>9.2f}{row['peak_rss_mb']:>9.0f}"
+                    + (f"   range {spread[0]:.2f}-{spread[1]:.2f}" if len(rows) > 1 else "")
                     + (f"   peer: {peer}" if peer else ""),
                     flush=True,
                 )
+
+
+def child(task: str, encoder: str, filters: str) -> dict:
+    """One case in a fresh process (this script with --child): its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, *sys.argv[1:], "--child", task, encoder, filters],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

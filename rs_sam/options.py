@@ -200,6 +200,12 @@ SKIP_COVERED = Option(
     "whose predicted IoU and stability reach this (e.g. 0.9) [default: off, all decoded].",
     "Skip grid points inside masks this confident (approximate) [default: off]", advanced=True,
 )  # fmt: skip
+DECODER_PRECISION = Option(
+    "decoder_precision", "enum", "Precision of the prompt grid's mask decoding: bfloat16 is "
+    "approximate (masks differ slightly), faster on CPUs with AVX512-BF16/AMX and on GPUs.",
+    "Mask decoding precision (bfloat16: approximate, faster)", default="float32",
+    choices=("float32", "bfloat16"), advanced=True,
+)  # fmt: skip
 BOX_NMS_THRESH = Option(
     "box_nms_thresh", "float", "Box IoU above which a chip's lower-scored mask is dropped.",
     "Box IoU above which a chip's lower-scored mask is dropped", default=0.7, advanced=True,
@@ -248,8 +254,8 @@ WORKERS = Option(
 #: automatic mask generator; each command may change them).
 SHARED = (
     ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, _chip_size(""), _overlap(""),
-    POINTS_PER_SIDE, BATCH_SIZE, PRED_IOU_THRESH, STABILITY_THRESH, SKIP_COVERED, MIN_AREA,
-    SIMPLIFY, BANDS, NODATA, CLUSTER, WORKERS,
+    POINTS_PER_SIDE, BATCH_SIZE, PRED_IOU_THRESH, STABILITY_THRESH, SKIP_COVERED,
+    DECODER_PRECISION, MIN_AREA, SIMPLIFY, BANDS, NODATA, CLUSTER, WORKERS,
 )  # fmt: skip
 SHARED_DEFAULTS: dict[str, Any] = {option.name: option.default for option in SHARED}
 
@@ -261,7 +267,7 @@ def _model_options(
     """The SAM options of the three commands (their defaults and help differ)."""
     options = [ENCODER, WEIGHTS, CHECKPOINT, LORA, MERGE_LORA, DEVICE, CLUSTER, WORKERS,
                _chip_size(chip_size), _overlap(overlap), points, BATCH_SIZE, pred_iou,
-               stability, SKIP_COVERED]  # fmt: skip
+               stability, SKIP_COVERED, DECODER_PRECISION]  # fmt: skip
     return (*options, box_nms) if box_nms is not None else tuple(options)
 
 
@@ -348,6 +354,21 @@ SCORE_THRESH = Option(
     "Concepts: keep instances scoring at least", default=0.5, advanced=True, setting=False,
 )  # fmt: skip
 
+MULTIMASK = Option(
+    "multimask", "enum", "--mode prompt: the mask with the best predicted IoU, or all three.",
+    "Prompt mode: the best mask or all three", default="best", choices=("best", "all"),
+    advanced=True, setting=False,
+)  # fmt: skip
+CONTEXT = Option(
+    "context", "int", "--mode prompt: pixels of image around each prompt on its chip.",
+    "Prompt mode: pixels of context around each prompt", default=128, advanced=True,
+    setting=False,
+)  # fmt: skip
+HQ_ONLY = Option(
+    "hq_only", "bool", "HQ-SAM decoding with the HQ output token's mask alone (an sam_hq_* "
+    "encoder).", "HQ-SAM's HQ mask alone", default=False, advanced=True, setting=False,
+)  # fmt: skip
+
 SEGMENT = Command(
     name="segment",
     cli_name="segment",
@@ -375,25 +396,8 @@ SEGMENT = Command(
         TEXT,
         EXEMPLARS,
         SCORE_THRESH,
-        Option(
-            "multimask",
-            "enum",
-            "--mode prompt: the mask with the best predicted IoU, or all three.",
-            "Prompt mode: the best mask or all three",
-            default="best",
-            choices=("best", "all"),
-            advanced=True,
-            setting=False,
-        ),
-        Option(
-            "context",
-            "int",
-            "--mode prompt: pixels of image around each prompt on its chip.",
-            "Prompt mode: pixels of context around each prompt",
-            default=128,
-            advanced=True,
-            setting=False,
-        ),
+        MULTIMASK,
+        CONTEXT,
         Option(
             "model",
             "file",
@@ -411,15 +415,7 @@ SEGMENT = Command(
             default=False,
             setting=False,
         ),
-        Option(
-            "hq_only",
-            "bool",
-            "HQ-SAM decoding with the HQ output token's mask alone (an sam_hq_* encoder).",
-            "HQ-SAM's HQ mask alone",
-            default=False,
-            advanced=True,
-            setting=False,
-        ),
+        HQ_ONLY,
         *_model_options(
             chip_size=f"Chip side [default: {DEFAULT_CHIP_SIZE}, or the model's].",
             overlap="Pixels shared by neighbouring chips; objects smaller than this are always "

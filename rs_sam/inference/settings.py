@@ -19,6 +19,7 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.chip_size import capped_chip_size, check_chip_memory
 from rs_sam.inference.cluster import ClusterSpec
 from rs_sam.models.encoders.registry import ENCODERS
+from rs_sam.models.low_precision import DECODER_PRECISIONS
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
 from rs_sam.options import DEFAULT_CHIP_SIZE, PATH_KINDS, SHARED, SHARED_DEFAULTS, Command
@@ -54,6 +55,7 @@ class SharedSettings:
     pred_iou_thresh: float = SHARED_DEFAULTS["pred_iou_thresh"]
     stability_thresh: float = SHARED_DEFAULTS["stability_thresh"]
     skip_covered: float | None = None  # approximate: skip grid points in confident masks
+    decoder_precision: str = SHARED_DEFAULTS["decoder_precision"]  # bfloat16: approximate
     min_area: MinArea = dataclasses.field(
         default_factory=lambda: MinArea.parse(SHARED_DEFAULTS["min_area"])
     )
@@ -82,6 +84,11 @@ class SharedSettings:
             raise ConfigError(
                 f"skip_covered {self.skip_covered} must be in (0, 1], e.g. 0.9; leave it unset "
                 "to decode every grid point"
+            )
+        if self.decoder_precision not in DECODER_PRECISIONS:
+            raise ConfigError(
+                f"decoder precision {self.decoder_precision!r} is unknown; use "
+                f"{' or '.join(DECODER_PRECISIONS)}"
             )
         self.engine  # noqa: B018  # checks --cluster / --workers
 
@@ -143,6 +150,7 @@ class SharedSettings:
             pred_iou_thresh=self.pred_iou_thresh,
             stability_thresh=self.stability_thresh,
             skip_covered=self.skip_covered,
+            decoder_precision=self.decoder_precision,
         )
 
     @classmethod

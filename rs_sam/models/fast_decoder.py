@@ -74,6 +74,8 @@ from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
 
+from rs_sam.models.low_precision import low_precision_copy
+
 __all__ = ["decode_hq_tokens", "decode_points", "is_hq_supported", "is_supported"]
 
 #: Prompts decoded together: the image tokens of a chunk stay in memory (4 MiB per prompt
@@ -127,6 +129,7 @@ def decode_points(
     multimask_output: bool = True,
     chunk: int = DEFAULT_CHUNK,
     tile_pixels: int = DEFAULT_TILE_PIXELS,
+    dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Decode point prompts against one image embedding.
 
@@ -146,9 +149,13 @@ def decode_points(
         multimask_output: return the 3 ambiguity masks (True) or the single mask (False).
         chunk: prompts decoded together (memory vs. per-operation overhead).
         tile_pixels: image tokens per tile of the per-pixel steps (whole embedding rows).
+        dtype: the decoding's dtype (None: the embedding's). A lower one (bfloat16) is
+            approximate: the fast path runs a converted copy of the decoder on converted
+            inputs, the official forward runs under autocast; the prompt encoder runs as is.
 
     Returns:
-        Low-resolution mask logits (N, M, 4E, 4E) and predicted IoU (N, M), with M = 3 or 1.
+        Low-resolution mask logits (N, M, 4E, 4E) and predicted IoU (N, M), with M = 3 or 1,
+        in the embedding's dtype.
     """
     if points.ndim != 3 or points.shape[-1] != 2:
         raise ValueError(f"points must be (N, P, 2), got {tuple(points.shape)}")
@@ -164,6 +171,7 @@ def decode_points(
     # On a GPU the reorganisation does not pay: its chunks and tiles become many small
     # kernel launches (H100, 256 prompts, benchmarks/gpu.py: 505 ms with the CPU defaults,
     # 61-93 ms at best, the official decoder 71 ms), so the official decoder runs there.
+    compute = embedding.dtype if dtype is None else dtype
     if (
         (embedding.device.type != "cpu" and points.shape[0] > 0)
         or embedding.ndim != 4
@@ -171,18 +179,24 @@ def decode_points(
         or not shared_dense
         or not is_supported(prompt_encoder, mask_decoder)
     ):
-        return mask_decoder(
-            image_embeddings=embedding,
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        with torch.autocast(embedding.device.type, compute, enabled=compute != embedding.dtype):
+            logits, iou = mask_decoder(
+                image_embeddings=embedding,
+                image_pe=image_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+        return logits.to(embedding.dtype), iou.to(embedding.dtype)
     if points.shape[0] == 0:  # the official decoder fails on an empty batch
         dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(embedding)
-    return _FastDecoder(mask_decoder, embedding, image_pe, dense[:1]).run(
-        sparse, multimask_output=multimask_output, chunk=chunk, tile_pixels=tile_pixels
+    decoder = low_precision_copy(mask_decoder, compute)
+    logits, iou = _FastDecoder(
+        decoder, embedding.to(compute), image_pe.to(compute), dense[:1].to(compute)
+    ).run(
+        sparse.to(compute), multimask_output=multimask_output, chunk=chunk, tile_pixels=tile_pixels
     )
+    return logits.to(embedding.dtype), iou.to(embedding.dtype)
 
 
 @torch.inference_mode()

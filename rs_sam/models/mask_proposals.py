@@ -17,7 +17,11 @@ is decoded coarse to fine (every other row and column first), and after each bat
 points not yet decoded that lie inside a kept mask whose predicted IoU and stability both
 reach ``skip_covered`` are dropped. Their masks (duplicates, and the parts or wholes of
 the confident mask they would have proposed) are then missing; how many masks change
-against the exact mode is measured by ``benchmarks/skip_covered.py``.
+against the exact mode is measured by ``benchmarks/approximate.py``.
+
+``decoder_precision="bfloat16"`` is the other approximate mode: the mask decoder runs in
+bfloat16 (the image embedding stays float32); how far its masks are from float32 decoding
+is measured by ``benchmarks/approximate.py`` too.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from rs_sam.models.decoding import ChipFeatures, SamDecoder
+from rs_sam.models.low_precision import decoder_dtype
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,14 @@ class ProposalSettings:
     #: Approximate mode: skip grid points inside a kept mask whose predicted IoU and
     #: stability reach this (None: exact, every point decoded).
     skip_covered: float | None = None
+    #: Mask decoding precision: "float32" (exact) or "bfloat16" (approximate, faster where
+    #: the hardware has it; see rs_sam.models.low_precision).
+    decoder_precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.skip_covered is not None and not 0.0 < self.skip_covered <= 1.0:
             raise ValueError(f"skip_covered {self.skip_covered} must be in (0, 1], or None")
+        decoder_dtype(self.decoder_precision)  # a known name
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,7 @@ def propose_masks(
     features = decoder.prepare(features)  # HQ-SAM's fusion: once per image
     points = point_grid(settings.points_per_side, decoder.input_size).to(features.embedding.device)
     skip = settings.skip_covered
+    dtype = decoder_dtype(settings.decoder_precision)
     if skip is not None:
         points = points[coarse_to_fine(settings.points_per_side).to(points.device)]
     kept: list[_Kept] = []
@@ -149,7 +159,9 @@ def propose_masks(
     while len(points):
         batch, points = points[: settings.points_per_batch], points[settings.points_per_batch :]
         decoded += len(batch)
-        logits, iou, _, _ = decoder.decode(features, points=batch[:, None, :], multimask=True)
+        logits, iou, _, _ = decoder.decode(
+            features, points=batch[:, None, :], multimask=True, dtype=dtype
+        )
         part = _filter(logits.flatten(0, 1), iou.flatten(0, 1), settings, keep_logits)
         kept.append(part)
         if skip is not None and len(points):

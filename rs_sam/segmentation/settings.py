@@ -48,6 +48,11 @@ class SegmentSettings(SharedSettings):
             spec = ENCODERS.get(self.encoder)
             if spec is not None and not spec.hq:  # unknown names fail where they are loaded
                 raise hq_encoder_error(self.encoder)
+            if self.decoder_precision != "float32":
+                raise ConfigError(
+                    f"decoder precision {self.decoder_precision} is not available with HQ-SAM "
+                    "decoding (--hq/--hq-only); use float32"
+                )
         super().__post_init__()
 
     def _fractions(self) -> tuple[str, ...]:

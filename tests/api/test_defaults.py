@@ -108,6 +108,7 @@ def test_the_shared_checks_apply_to_every_command(settings_class) -> None:
         ({"batch_size": 0}, "must be positive"),
         ({"stability_thresh": 1.5}, "stability_thresh 1.5 must be between 0 and 1"),
         ({"skip_covered": 1.5}, r"skip_covered 1.5 must be in \(0, 1\]"),
+        ({"decoder_precision": "half"}, "decoder precision 'half' is unknown"),
     ]:
         with pytest.raises(ConfigError, match=message):
             settings_class(**bad)

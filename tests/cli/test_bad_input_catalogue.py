@@ -105,6 +105,8 @@ CASES = [
     ("pred-iou above 1", f"{DC} --pred-iou-thresh 1.5", 2, "must be between 0 and 1"),
     ("stability below 0", f"{DC} --stability-thresh -0.5", 2, "must be between 0 and 1"),
     ("skip-covered 0", f"{SEG} --skip-covered 0", 2, "skip_covered 0.0 must be in (0, 1]"),
+    ("bf16 with HQ-SAM", f"{SEG} --encoder sam_hq_vit_tiny --hq --decoder-precision bfloat16", 2,
+     "not available with HQ-SAM decoding"),
     ("box NMS above 1", f"{SEG} --box-nms-thresh 2", 2, "must be between 0 and 1"),
     ("threshold negative", f"{DC} --threshold -1", 2, "must be an angle in (0, 180)"),
     ("threshold above 180", f"{DC} --threshold 181", 2, "must be an angle in (0, 180)"),

@@ -6,54 +6,10 @@ import copy
 
 import pytest
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling import MaskDecoder
 
 from rs_sam.models.fast_decoder import decode_points, is_supported
-from tests.helpers.stand_ins import randomise_weights
-
-
-def _official_modules(
-    dim: int, side: int, heads: int, mlp_dim: int, *, seed: int, randomise: bool = True
-) -> tuple[PromptEncoder, MaskDecoder]:
-    torch.manual_seed(seed)
-    prompt_encoder = PromptEncoder(
-        embed_dim=dim,
-        image_embedding_size=(side, side),
-        input_image_size=(16 * side, 16 * side),
-        mask_in_chans=16,
-    )
-    mask_decoder = MaskDecoder(
-        num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=dim, mlp_dim=mlp_dim, num_heads=heads),
-        transformer_dim=dim,
-        iou_head_depth=3,
-        iou_head_hidden_dim=dim,
-    )
-    if randomise:
-        randomise_weights(prompt_encoder)
-        randomise_weights(mask_decoder)
-    return prompt_encoder.eval(), mask_decoder.eval()
-
-
-def _official(prompt_encoder, mask_decoder, embedding, points, labels, multimask):
-    with torch.inference_mode():
-        sparse, dense = prompt_encoder(points=(points, labels), boxes=None, masks=None)
-        return mask_decoder(
-            image_embeddings=embedding,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
-
-
-def _prompts(n: int, p: int, input_size: int, seed: int, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    points = torch.rand(n, p, 2, generator=g, dtype=dtype) * input_size
-    labels = torch.ones(n, p, dtype=torch.int64)
-    if p > 1:
-        labels[:, 1] = 0  # a background point
-    return points, labels
+from tests.helpers.sam_modules import official, official_modules, point_prompts
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> None:
@@ -63,7 +19,7 @@ def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float) -> N
 
 @pytest.fixture(scope="module")
 def small():
-    prompt_encoder, mask_decoder = _official_modules(32, 16, 4, 64, seed=0)
+    prompt_encoder, mask_decoder = official_modules(32, 16, 4, 64, seed=0)
     embedding = torch.randn(1, 32, 16, 16, generator=torch.Generator().manual_seed(1))
     return prompt_encoder, mask_decoder, embedding
 
@@ -71,10 +27,10 @@ def small():
 @pytest.mark.parametrize("multimask", [True, False])
 @pytest.mark.parametrize("n_points", [1, 2])
 @pytest.mark.parametrize("n_prompts", [1, 5, 33])
-def test_small_equals_official(small, n_prompts, n_points, multimask):
+def test_small_equalsofficial(small, n_prompts, n_points, multimask):
     prompt_encoder, mask_decoder, embedding = small
-    points, labels = _prompts(n_prompts, n_points, 256, seed=n_prompts * 10 + n_points)
-    expected_masks, expected_iou = _official(
+    points, labels = point_prompts(n_prompts, n_points, 256, seed=n_prompts * 10 + n_points)
+    expected_masks, expected_iou = official(
         prompt_encoder, mask_decoder, embedding, points, labels, multimask
     )
     # small chunks and 3-row tiles: several chunks and tiles, ragged last ones
@@ -98,7 +54,7 @@ def test_small_equals_official(small, n_prompts, n_points, multimask):
 @pytest.mark.parametrize("tile_pixels", [16, 100, 10_000])
 def test_tiling_and_chunking_do_not_change_results(small, tile_pixels):
     prompt_encoder, mask_decoder, embedding = small
-    points, labels = _prompts(7, 1, 256, seed=3)
+    points, labels = point_prompts(7, 1, 256, seed=3)
     reference = decode_points(prompt_encoder, mask_decoder, embedding, points, labels)
     for chunk in (1, 3, 100):
         masks, iou = decode_points(
@@ -116,11 +72,11 @@ def test_tiling_and_chunking_do_not_change_results(small, tile_pixels):
 
 def test_float64_matches_to_rounding():
     """In double precision the reorganised algebra agrees to ~1e-12: it is exact."""
-    prompt_encoder, mask_decoder = _official_modules(32, 16, 4, 64, seed=5)
+    prompt_encoder, mask_decoder = official_modules(32, 16, 4, 64, seed=5)
     mask_decoder.double()  # the official prompt encoder computes in float32 whatever its dtype
     embedding = torch.randn(1, 32, 16, 16, dtype=torch.float64)
-    points, labels = _prompts(6, 2, 256, seed=6, dtype=torch.float64)
-    expected = _official(prompt_encoder, mask_decoder, embedding, points, labels, True)
+    points, labels = point_prompts(6, 2, 256, seed=6, dtype=torch.float64)
+    expected = official(prompt_encoder, mask_decoder, embedding, points, labels, True)
     actual = decode_points(
         prompt_encoder, mask_decoder, embedding, points, labels, chunk=4, tile_pixels=40
     )
@@ -131,13 +87,13 @@ def test_float64_matches_to_rounding():
 
 def test_default_labels_and_ignored_points(small):
     prompt_encoder, mask_decoder, embedding = small
-    points, _ = _prompts(4, 2, 256, seed=7)
+    points, _ = point_prompts(4, 2, 256, seed=7)
     ones = torch.ones(4, 2, dtype=torch.int64)
-    expected = _official(prompt_encoder, mask_decoder, embedding, points, ones, True)
+    expected = official(prompt_encoder, mask_decoder, embedding, points, ones, True)
     actual = decode_points(prompt_encoder, mask_decoder, embedding, points)
     _assert_close(actual[0], expected[0], 1e-4)
     ignored = torch.tensor([[1, -1]] * 4)
-    expected = _official(prompt_encoder, mask_decoder, embedding, points, ignored, False)
+    expected = official(prompt_encoder, mask_decoder, embedding, points, ignored, False)
     actual = decode_points(
         prompt_encoder, mask_decoder, embedding, points, ignored, multimask_output=False
     )
@@ -146,13 +102,13 @@ def test_default_labels_and_ignored_points(small):
 
 
 @pytest.mark.slow
-def test_real_size_equals_official():
+def test_real_size_equalsofficial():
     """SAM's decoder sizes (256 channels, 8 heads, 64x64 embedding), default init."""
-    prompt_encoder, mask_decoder = _official_modules(256, 64, 8, 2048, seed=2, randomise=False)
+    prompt_encoder, mask_decoder = official_modules(256, 64, 8, 2048, seed=2, randomise=False)
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(3))
-    points, labels = _prompts(4, 2, 1024, seed=4)
+    points, labels = point_prompts(4, 2, 1024, seed=4)
     for multimask in (True, False):
-        expected = _official(prompt_encoder, mask_decoder, embedding, points, labels, multimask)
+        expected = official(prompt_encoder, mask_decoder, embedding, points, labels, multimask)
         actual = decode_points(
             prompt_encoder, mask_decoder, embedding, points, labels, multimask_output=multimask
         )
@@ -175,14 +131,14 @@ def test_unsupported_decoder_takes_the_official_path(small):
     custom.eval()
     assert is_supported(prompt_encoder, mask_decoder)
     assert not is_supported(prompt_encoder, custom)
-    points, labels = _prompts(3, 1, 256, seed=8)
-    expected = _official(prompt_encoder, custom, embedding, points, labels, True)
+    points, labels = point_prompts(3, 1, 256, seed=8)
+    expected = official(prompt_encoder, custom, embedding, points, labels, True)
     actual = decode_points(prompt_encoder, custom, embedding, points, labels)
     torch.testing.assert_close(actual[0], expected[0])
     torch.testing.assert_close(actual[1], expected[1])
 
 
-def test_no_prompts(small):
+def test_nopoint_prompts(small):
     prompt_encoder, mask_decoder, embedding = small
     masks, iou = decode_points(prompt_encoder, mask_decoder, embedding, torch.zeros(0, 1, 2))
     assert masks.shape == (0, 3, 64, 64) and iou.shape == (0, 3)
@@ -211,8 +167,8 @@ def test_unmerged_decoder_lora_takes_the_official_path(small) -> None:
     inject_adapter_in_model(config, mask_decoder)
     mask_decoder.eval()
     assert not is_supported(prompt_encoder, mask_decoder)
-    points, labels = _prompts(4, 1, 256, seed=9)
-    expected = _official(prompt_encoder, mask_decoder, embedding, points, labels, True)
+    points, labels = point_prompts(4, 1, 256, seed=9)
+    expected = official(prompt_encoder, mask_decoder, embedding, points, labels, True)
     actual = decode_points(prompt_encoder, mask_decoder, embedding, points, labels)
     torch.testing.assert_close(actual[0], expected[0])
     torch.testing.assert_close(actual[1], expected[1])

@@ -59,7 +59,7 @@ class _RegionDecoder:
     def prepare(self, features: object) -> object:
         return features
 
-    def decode(self, features: object, *, points: torch.Tensor, multimask: bool) -> tuple:
+    def decode(self, features: object, *, points: torch.Tensor, **_: object) -> tuple:
         logits = torch.full((len(points), 1, 16, 16), -10.0)
         iou = torch.empty(len(points), 1)
         for i, (x, y) in enumerate(points[:, 0].tolist()):

@@ -173,6 +173,7 @@ class SamDecoder:
         masks: Tensor | None = None,
         multimask: bool = True,
         chunk: int | None = None,
+        dtype: torch.dtype | None = None,
     ) -> DecodedMasks:
         """Masks of ``N`` prompts on one chip (features of one chip), without autograd.
 
@@ -185,8 +186,15 @@ class SamDecoder:
             multimask: SAM's three ambiguity masks (with HQ-SAM: the best of them) instead of
                 its single mask.
             chunk: Prompts decoded together (None: each path's default; SAM 2: 16).
+            dtype: The decoding's dtype (None: the features'). A lower one (bfloat16) is
+                approximate and faster where the hardware has it (see
+                :mod:`rs_sam.models.low_precision`); outputs keep the features' dtype.
+                Not with HQ-SAM.
         """
+        exact = dtype is None or dtype == features.embedding.dtype
         if self.hq != "off":
+            if not exact:
+                raise ValueError(f"HQ-SAM decodes in the features' dtype, not {dtype}")
             if masks is not None:
                 raise ValueError("HQ-SAM inference decodes points and boxes, not mask prompts")
             prepared = self.prepare(features)
@@ -204,17 +212,7 @@ class SamDecoder:
                 features=prepared.hq_features,
             )
             return DecodedMasks(out.logits, out.iou, out.index[:, None])
-        if self._sam2 is not None:
-            logits, iou = self._sam2.decode(
-                features,
-                points=points,
-                labels=labels,
-                boxes=boxes,
-                masks=masks,
-                multimask=multimask,
-                chunk=DEFAULT_SAM2_CHUNK if chunk is None else chunk,
-            )
-        elif points is not None and boxes is None and masks is None:
+        if points is not None and boxes is None and masks is None and self._sam2 is None:
             extra = {} if chunk is None else {"chunk": chunk}
             logits, iou = decode_points(
                 self.prompt_encoder,
@@ -223,13 +221,28 @@ class SamDecoder:
                 points,
                 labels,
                 multimask_output=multimask,
+                dtype=dtype,
                 **extra,
             )
-        else:
-            logits, iou = self._official(
-                features.embedding, points, labels, boxes, masks, multimask
-            )
-        return DecodedMasks(logits, iou, _outputs(logits))
+            return DecodedMasks(logits, iou, _outputs(logits))
+        device = features.embedding.device.type
+        with torch.autocast(device, dtype, enabled=not exact):  # type: ignore[arg-type]
+            if self._sam2 is not None:
+                logits, iou = self._sam2.decode(
+                    features,
+                    points=points,
+                    labels=labels,
+                    boxes=boxes,
+                    masks=masks,
+                    multimask=multimask,
+                    chunk=DEFAULT_SAM2_CHUNK if chunk is None else chunk,
+                )
+            else:
+                logits, iou = self._official(
+                    features.embedding, points, labels, boxes, masks, multimask
+                )
+        dtype_out = features.embedding.dtype
+        return DecodedMasks(logits.to(dtype_out), iou.to(dtype_out), _outputs(logits))
 
     # ------------------------------------------------------------------ training
     def decode_train(

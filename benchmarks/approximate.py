@@ -1,18 +1,21 @@
-"""The approximate ``skip_covered`` mode against exact decoding: prompts, time, masks changed.
+"""The approximate proposal modes against exact decoding: prompts, time, masks changed.
 
 For each image (the NAIP pair's two dates, one 1024² chip each; or a synthetic scene) the
-chip is encoded once, then SAM's automatic mask proposals are made with every grid point
-(exact) and with ``skip_covered`` at each threshold given. Printed per run: point prompts
-decoded, proposal time (decoding, filters, NMS) as a ratio to the encoder time, masks kept,
-and how the kept masks differ from the exact ones: an exact mask is "kept" when a mask of
-the run overlaps it with IoU >= --match-iou, else "lost"; a run's mask without such a
-match in the exact set is "new". Reported, never asserted.
+chip is encoded once, then SAM's automatic mask proposals are made exactly (every grid
+point, float32), with ``decoder_precision="bfloat16"``, and with ``skip_covered`` at each
+threshold given. Printed per run: point prompts decoded, proposal time (decoding, filters,
+NMS) and its ratio to the encoder time, masks kept after the filters and NMS, and how they
+differ from the exact ones: an exact mask is "kept" when a mask of the run overlaps it with
+IoU >= --match-iou, else "lost"; a run's mask without such a match is "new". For bfloat16,
+every grid point's masks are also compared one to one with float32's (before any filter):
+the smallest and mean IoU, the share of mask pixels that flip, the largest change of
+predicted IoU. Reported, never asserted.
 
 With random weights (the only weights on these machines) the masks are not a real model's:
 the figures measure the mechanism, not what a trained SAM loses.
 
-    RS_SAM_DATA_DIR=../shared/data python benchmarks/skip_covered.py
-    python benchmarks/skip_covered.py --synthetic --thresholds 0.95 0.9 0.8 --filters default
+    RS_SAM_DATA_DIR=../shared/data python benchmarks/approximate.py
+    python benchmarks/approximate.py --synthetic --thresholds 0.95 0.9 --filters default
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ import numpy as np
 import torch
 
 from rs_sam.models.decoding import SamDecoder
-from rs_sam.models.mask_proposals import MaskProposals, ProposalSettings, propose_masks
+from rs_sam.models.mask_proposals import (
+    MaskProposals,
+    ProposalSettings,
+    point_grid,
+    propose_masks,
+)
 from rs_sam.models.recipe import ModelRecipe, build_encoder
 
 
@@ -78,6 +86,24 @@ def compare(exact: MaskProposals, run: MaskProposals, match_iou: float) -> tuple
     return kept, len(exact) - kept, new
 
 
+def per_prompt(decoder: SamDecoder, features, settings: ProposalSettings) -> str:
+    """bfloat16 against float32, mask by mask over the whole grid (no filter)."""
+    points = point_grid(settings.points_per_side, decoder.input_size)[:, None, :]
+    exact = decoder.decode(features, points=points)
+    low = decoder.decode(features, points=points, dtype=torch.bfloat16)
+    a, b = exact.logits > 0, low.logits > 0
+    inter = (a & b).flatten(2).sum(-1).float()
+    union = (a | b).flatten(2).sum(-1).float()
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return (
+        f"bfloat16 vs float32, {iou.numel()} masks: IoU min {iou.min():.4f} mean "
+        f"{iou.mean():.4f}; pixels flipped {(a != b).float().mean() * 100:.3f} %; predicted "
+        f"IoU max change {(exact.iou - low.iou).abs().max():.4f}; logits max change "
+        f"{(exact.logits - low.logits).abs().max():.4f} (largest |logit| "
+        f"{exact.logits.abs().max():.3f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="mobile_sam")
@@ -109,19 +135,25 @@ def main() -> None:
         features = decoder.features(torch.from_numpy(chip)[None])
         enc = time.perf_counter() - start
         exact = None
-        for threshold in [None, *args.thresholds]:
-            settings = dataclasses.replace(base, skip_covered=threshold)
+        modes = [
+            ("exact", base),
+            ("bfloat16", dataclasses.replace(base, decoder_precision="bfloat16")),
+        ]
+        modes += [
+            (f"skip {t:g}", dataclasses.replace(base, skip_covered=t)) for t in args.thresholds
+        ]
+        for mode, settings in modes:
             start = time.perf_counter()
             proposals = propose_masks(decoder, features, settings=settings)
             seconds = time.perf_counter() - start
             exact = proposals if exact is None else exact
             kept, lost, new = compare(exact, proposals, args.match_iou)
-            mode = "exact" if threshold is None else f"skip {threshold:g}"
             print(
                 f"{name[-28:]:>28} {mode:>10} {proposals.decoded:>8} {seconds:>8.2f} "
                 f"{seconds / enc:>9.2f} {len(proposals):>6} {kept:>5} {lost:>5} {new:>5}",
                 flush=True,
             )
+        print(f"{name[-28:]:>28} {per_prompt(decoder, features, base)}", flush=True)
 
 
 if __name__ == "__main__":
