@@ -39,12 +39,14 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rs_sam.checkpoints import load_into_model, load_state_dict
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, HqEmbedding
+from rs_sam.models.encoders.tinyvit_convs import fold_conv_bn
 from rs_sam.models.encoders.vit_attention import MASK_BYTES, use_lean_attention
 
 if TYPE_CHECKING:
@@ -366,7 +368,8 @@ class MobileSamEncoder(_SamFamilyEncoder):
         vit = self.sam.image_encoder
         maps: dict[int, Tensor] = {}  # stride -> last map produced at that stride
         interm = None
-        h = vit.patch_embed(x)  # (B, C0, S/4, S/4)
+        # channels last: the folded convolutions' layout (tinyvit_convs.py)
+        h = vit.patch_embed(x.contiguous(memory_format=torch.channels_last))  # (B, C0, S/4, S/4)
         for index, layer in enumerate(vit.layers):
             resolution = tuple(layer.input_resolution)
             if index == _TINYVIT_HQ_STAGE:
@@ -471,6 +474,7 @@ def build_mobile_sam(spec: EncoderSpec, *, tiny: bool = False) -> MobileSamEncod
         local_conv_size=3,
         layer_lr_decay=0.8,
     )
+    fold_conv_bn(image_encoder)  # same keys; one convolution per Conv2d_BN (tinyvit_convs.py)
     hq_vit_dim = cfg["embed_dims"][_TINYVIT_HQ_STAGE] if spec.hq else None
     sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"], hq_vit_dim=hq_vit_dim)
     return MobileSamEncoder(

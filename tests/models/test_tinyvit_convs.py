@@ -1,0 +1,114 @@
+"""TinyViT with batch norm folded into its convolutions equals the official modules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from rs_sam.models.encoders import load_encoder
+from rs_sam.models.encoders.tinyvit_convs import _classes, fold_conv_bn
+from tests.helpers.stand_ins import randomise_weights
+
+OFFICIAL, FOLDED = _classes()
+
+
+def _randomise(model: nn.Module, seed: int) -> None:
+    """Random weights and batch-norm statistics (the defaults make the folding trivial)."""
+    torch.manual_seed(seed)
+    randomise_weights(model)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+
+
+def _official_copy(model: nn.Module) -> nn.Module:
+    """``model`` with every folded Conv2d_BN back to the official class."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if type(module) is FOLDED:
+            module.__class__ = OFFICIAL
+    return model
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    encoder = load_encoder("mobile_sam", weights="random", tiny=True)
+    _randomise(encoder.sam.image_encoder, seed=0)
+    return encoder
+
+
+def test_every_conv_bn_is_folded_and_keys_are_unchanged(encoder) -> None:
+    vit = encoder.sam.image_encoder
+    kinds = {type(m) for m in vit.modules()}
+    assert FOLDED in kinds and OFFICIAL not in kinds
+    official = _official_copy(vit)
+    assert list(vit.state_dict()) == list(official.state_dict())
+    official.load_state_dict(vit.state_dict(), strict=True)
+    assert fold_conv_bn(official) == sum(type(m) is FOLDED for m in vit.modules())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_encoder_outputs_equal_the_official_modules(encoder, dtype) -> None:
+    folded = copy.deepcopy(encoder).to(dtype)
+    official = copy.deepcopy(encoder).to(dtype)
+    official.sam.image_encoder = _official_copy(official.sam.image_encoder)
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    with torch.inference_mode():
+        got, want = folded(images * 255), official(images * 255)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for a, b in zip([*got.features, got.embedding], [*want.features, want.embedding], strict=True):
+        scale = b.abs().max().item()
+        assert (a - b).abs().max().item() <= tol * scale
+    # the folding really ran: the folded forward differs from BN(conv(x)) by rounding only
+    assert any("_rs_sam_folded" in m.__dict__ for m in folded.sam.image_encoder.modules())
+
+
+def test_changed_statistics_are_picked_up(encoder) -> None:
+    pair = copy.deepcopy(encoder.sam.image_encoder.patch_embed.seq[0])
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        before = pair(x)
+        pair.bn.running_var.mul_(4.0)  # in place: same storage, new version
+        after = pair(x)
+        pair.c.weight = nn.Parameter(pair.c.weight.detach() * 2.0)  # a new tensor
+        replaced = pair(x)
+        expected = OFFICIAL.forward(pair.eval(), x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(replaced, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_and_trainable_weights_take_the_official_path(encoder) -> None:
+    pair = copy.deepcopy(encoder.sam.image_encoder.patch_embed.seq[0]).requires_grad_(True)
+    x = torch.randn(2, 3, 16, 16)
+    pair.train()
+    out = pair(x)
+    assert "_rs_sam_folded" not in pair.__dict__  # batch statistics: nothing folded
+    out.sum().backward()
+    assert pair.c.weight.grad is not None
+    pair.eval()
+    pair.c.weight.grad = None
+    pair(x).sum().backward()  # trainable weights: gradients reach them
+    assert pair.c.weight.grad is not None and "_rs_sam_folded" not in pair.__dict__
+
+
+def test_frozen_weights_fold_and_pass_gradients_to_the_input(encoder) -> None:
+    """As in LoRA training: frozen convolutions, gradients to what comes before them; the
+    folded weight may first have been made under inference mode."""
+    pair = copy.deepcopy(encoder.sam.image_encoder.patch_embed.seq[0]).eval()
+    pair.requires_grad_(False)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        pair(x)
+    leaf = x.clone().requires_grad_(True)
+    out = pair(leaf)
+    out.square().sum().backward()
+    official = copy.deepcopy(pair)
+    official.__class__ = OFFICIAL
+    leaf2 = x.clone().requires_grad_(True)
+    official(leaf2).square().sum().backward()
+    assert "_rs_sam_folded" in pair.__dict__
+    torch.testing.assert_close(leaf.grad, leaf2.grad, rtol=1e-4, atol=1e-4)
