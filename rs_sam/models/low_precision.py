@@ -10,12 +10,20 @@ embedding's dtype.
 from __future__ import annotations
 
 import copy
+import warnings
 import weakref
+from functools import cache
 
 import torch
 from torch import nn
 
-__all__ = ["DECODER_PRECISIONS", "decoder_dtype", "low_precision_copy"]
+__all__ = [
+    "DECODER_PRECISIONS",
+    "cpu_has_bfloat16",
+    "decoder_dtype",
+    "low_precision_copy",
+    "warn_if_slow_bfloat16",
+]
 
 #: Precision names of the mask decoding (settings and options) and their dtypes.
 DECODER_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -35,6 +43,27 @@ def decoder_dtype(precision: str) -> torch.dtype:
         raise ValueError(
             f"decoder precision {precision!r} is unknown; use {' or '.join(DECODER_PRECISIONS)}"
         ) from None
+
+
+def cpu_has_bfloat16() -> bool | None:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); None: unknown."""
+    checks = [getattr(torch.cpu, name, None)
+              for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]  # fmt: skip
+    if not any(callable(check) for check in checks):
+        return None
+    return any(bool(check()) for check in checks if callable(check))
+
+
+@cache
+def warn_if_slow_bfloat16() -> None:
+    """Warn once per process when bfloat16 decoding runs on a CPU without bfloat16 units."""
+    if cpu_has_bfloat16() is False:
+        warnings.warn(
+            "bfloat16 decoding on a CPU without AVX512-BF16 or AMX is usually slower than "
+            "float32 and only approximate; use --decoder-precision float32 here",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def low_precision_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from segment_anything.modeling import MaskDecoder
@@ -9,7 +11,11 @@ from segment_anything.modeling import MaskDecoder
 from rs_sam.models.decoding import ChipFeatures, SamDecoder
 from rs_sam.models.encoders import load_encoder
 from rs_sam.models.fast_decoder import decode_points, is_supported
-from rs_sam.models.low_precision import decoder_dtype, low_precision_copy
+from rs_sam.models.low_precision import (
+    decoder_dtype,
+    low_precision_copy,
+    warn_if_slow_bfloat16,
+)
 from rs_sam.models.mask_proposals import ProposalSettings, propose_masks
 from tests.helpers.sam_modules import official, official_modules, point_prompts
 
@@ -123,3 +129,21 @@ def test_hq_decoding_refuses_bfloat16() -> None:
     features = ChipFeatures(torch.zeros(1, 256, 64, 64))
     with pytest.raises(ValueError, match="HQ-SAM decodes in the features' dtype"):
         decoder.decode(features, points=torch.zeros(1, 1, 2), dtype=torch.bfloat16)
+
+
+def test_a_cpu_without_bfloat16_units_is_warned_once(modules, monkeypatch) -> None:
+    prompt_encoder, mask_decoder, embedding = modules
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    warn_if_slow_bfloat16.cache_clear()
+    decoder = SamDecoder(prompt_encoder, mask_decoder)
+    points = point_prompts(2, 1, 256, seed=9)[0]
+    try:
+        with pytest.warns(RuntimeWarning, match="without AVX512-BF16 or AMX"):
+            decoder.decode(ChipFeatures(embedding), points=points, dtype=torch.bfloat16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per process
+            decoder.decode(ChipFeatures(embedding), points=points, dtype=torch.bfloat16)
+            decoder.decode(ChipFeatures(embedding), points=points)  # float32: never
+    finally:
+        warn_if_slow_bfloat16.cache_clear()

@@ -38,6 +38,7 @@ from rs_sam.models.decoding.hq import (
 from rs_sam.models.decoding.modes import HQ_MODES, HqMode, hq_encoder_error
 from rs_sam.models.decoding.sam2 import DEFAULT_SAM2_CHUNK, Sam2Heads
 from rs_sam.models.fast_decoder import decode_points
+from rs_sam.models.low_precision import warn_if_slow_bfloat16
 
 if TYPE_CHECKING:
     from rs_sam.models.encoders.base import FrozenEncoder
@@ -192,6 +193,8 @@ class SamDecoder:
                 Not with HQ-SAM.
         """
         exact = dtype is None or dtype == features.embedding.dtype
+        if not exact and features.embedding.device.type == "cpu":
+            warn_if_slow_bfloat16()
         if self.hq != "off":
             if not exact:
                 raise ValueError(f"HQ-SAM decodes in the features' dtype, not {dtype}")
