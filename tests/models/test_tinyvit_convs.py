@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -112,3 +113,16 @@ def test_frozen_weights_fold_and_pass_gradients_to_the_input(encoder) -> None:
     official(leaf2).square().sum().backward()
     assert "_rs_sam_folded" in pair.__dict__
     torch.testing.assert_close(leaf.grad, leaf2.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_a_folded_encoder_pickles_without_its_cache(encoder) -> None:
+    """As dask and torch.save(model) need: the folded class is found by name."""
+    images = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2)) * 255
+    with torch.inference_mode():
+        before = encoder(images).embedding  # fills the caches
+        copied = pickle.loads(pickle.dumps(encoder))
+        after = copied(images).embedding
+    kinds = {type(m) for m in copied.sam.image_encoder.modules()}
+    assert FOLDED in kinds and OFFICIAL not in kinds
+    assert not any("_rs_sam_folded" in m.__dict__ for m in copy.deepcopy(encoder).modules())
+    torch.testing.assert_close(after, before, rtol=0, atol=0)

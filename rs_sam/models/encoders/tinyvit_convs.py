@@ -30,6 +30,9 @@ from torch import Tensor, nn
 
 __all__ = ["fold_conv_bn"]
 
+#: Instance attribute holding the cached folded (key, weight, bias).
+_CACHE = "_rs_sam_folded"
+
 
 def fold_conv_bn(model: nn.Module) -> int:
     """Give every TinyViT ``Conv2d_BN`` below ``model`` the folded forward; returns how many."""
@@ -63,8 +66,21 @@ def _classes() -> tuple[type[nn.Module], type[nn.Module]]:
             weight, bias = _folded(self, conv, norm)
             return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
+        def __getstate__(self) -> dict:
+            state = dict(super().__getstate__())
+            state.pop(_CACHE, None)  # derived tensors: not pickled nor deep-copied
+            return state
+
+    # found by name through this module's __getattr__ (pickle, in this process or another)
+    FoldedConv2dBN.__module__ = __name__
     FoldedConv2dBN.__qualname__ = FoldedConv2dBN.__name__
     return Conv2d_BN, FoldedConv2dBN
+
+
+def __getattr__(name: str) -> type[nn.Module]:
+    if name == "FoldedConv2dBN":
+        return _classes()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _folded(owner: nn.Module, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -75,7 +91,7 @@ def _folded(owner: nn.Module, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Te
     key = None
     if not any(t.is_inference() for t in tensors):
         key = tuple((t.data_ptr(), t._version) for t in tensors)
-        cached = owner.__dict__.get("_rs_sam_folded")
+        cached = owner.__dict__.get(_CACHE)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
     # plain tensors even inside inference mode: training with LoRA reuses them with autograd
@@ -91,5 +107,5 @@ def _folded(owner: nn.Module, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[Te
         if norm.bias is not None:
             bias = bias + norm.bias
     if key is not None:
-        owner.__dict__["_rs_sam_folded"] = (key, weight, bias)
+        owner.__dict__[_CACHE] = (key, weight, bias)
     return weight, bias
