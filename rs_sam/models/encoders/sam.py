@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from rs_sam.checkpoints import load_into_model, load_state_dict
 from rs_sam.errors import ConfigError
 from rs_sam.models.encoders.base import EncoderOutput, FrozenEncoder, HqEmbedding
-from rs_sam.models.encoders.tinyvit_convs import fold_conv_bn
+from rs_sam.models.encoders.tinyvit_inference import speed_up_tinyvit
 from rs_sam.models.encoders.vit_attention import MASK_BYTES, use_lean_attention
 
 if TYPE_CHECKING:
@@ -368,7 +368,7 @@ class MobileSamEncoder(_SamFamilyEncoder):
         vit = self.sam.image_encoder
         maps: dict[int, Tensor] = {}  # stride -> last map produced at that stride
         interm = None
-        # channels last: the folded convolutions' layout (tinyvit_convs.py)
+        # channels last: the folded convolutions' layout (tinyvit_inference.py)
         h = vit.patch_embed(x.contiguous(memory_format=torch.channels_last))  # (B, C0, S/4, S/4)
         for index, layer in enumerate(vit.layers):
             resolution = tuple(layer.input_resolution)
@@ -474,7 +474,7 @@ def build_mobile_sam(spec: EncoderSpec, *, tiny: bool = False) -> MobileSamEncod
         local_conv_size=3,
         layer_lr_decay=0.8,
     )
-    fold_conv_bn(image_encoder)  # same keys; one convolution per Conv2d_BN (tinyvit_convs.py)
+    speed_up_tinyvit(image_encoder)  # same keys; BN folded, GELUs in place (tinyvit_inference.py)
     hq_vit_dim = cfg["embed_dims"][_TINYVIT_HQ_STAGE] if spec.hq else None
     sam = _assemble(spec, image_encoder, cfg["decoder"], cfg["image_size"], hq_vit_dim=hq_vit_dim)
     return MobileSamEncoder(

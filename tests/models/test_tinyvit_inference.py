@@ -1,4 +1,4 @@
-"""TinyViT with batch norm folded into its convolutions equals the official modules."""
+"""TinyViT with batch norms folded and GELUs in place equals the official modules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rs_sam.models.encoders import load_encoder
-from rs_sam.models.encoders.tinyvit_convs import _classes, fold_conv_bn
+from rs_sam.models.encoders.tinyvit_inference import InPlaceGELU, _classes, fold_conv_bn
 from tests.helpers.stand_ins import randomise_weights
 
 OFFICIAL, FOLDED = _classes()
@@ -27,11 +27,13 @@ def _randomise(model: nn.Module, seed: int) -> None:
 
 
 def _official_copy(model: nn.Module) -> nn.Module:
-    """``model`` with every folded Conv2d_BN back to the official class."""
+    """``model`` with every folded Conv2d_BN and in-place GELU back to the official class."""
     model = copy.deepcopy(model)
     for module in model.modules():
         if type(module) is FOLDED:
             module.__class__ = OFFICIAL
+        elif type(module) is InPlaceGELU:
+            module.__class__ = nn.GELU
     return model
 
 
@@ -46,6 +48,7 @@ def test_every_conv_bn_is_folded_and_keys_are_unchanged(encoder) -> None:
     vit = encoder.sam.image_encoder
     kinds = {type(m) for m in vit.modules()}
     assert FOLDED in kinds and OFFICIAL not in kinds
+    assert InPlaceGELU in kinds and nn.GELU not in kinds
     official = _official_copy(vit)
     assert list(vit.state_dict()) == list(official.state_dict())
     official.load_state_dict(vit.state_dict(), strict=True)
@@ -126,3 +129,31 @@ def test_a_folded_encoder_pickles_without_its_cache(encoder) -> None:
     assert FOLDED in kinds and OFFICIAL not in kinds
     assert not any("_rs_sam_folded" in m.__dict__ for m in copy.deepcopy(encoder).modules())
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_gelu_overwrites_its_input_only_without_autograd() -> None:
+    gelu = InPlaceGELU()
+    x = torch.randn(5, 7)
+    expected = nn.functional.gelu(x)
+    with torch.no_grad():
+        y = x.clone()
+        assert gelu(y) is y and torch.equal(y, expected)
+    leaf = x.clone().requires_grad_(True)
+    out = gelu(leaf)
+    assert out is not leaf and torch.equal(leaf.detach(), x)
+    out.sum().backward()
+    official = x.clone().requires_grad_(True)
+    nn.functional.gelu(official).sum().backward()
+    torch.testing.assert_close(leaf.grad, official.grad)
+
+
+def test_encoder_with_autograd_equals_without(encoder) -> None:
+    """LoRA training runs TinyViT with autograd: the official GELUs, the same output."""
+    images = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        fast = encoder._stages(images)[0][16]
+    leaf = images.clone().requires_grad_(True)
+    slow = encoder._stages(leaf)[0][16]
+    slow.square().sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    torch.testing.assert_close(slow.detach(), fast, rtol=1e-5, atol=1e-5)
