@@ -14,8 +14,9 @@ just before it, or of the residual sum in ``MBConv``), so without autograd it ov
 input instead of allocating a new map: at stride 4 each is a 64 MiB tensor at 1024 px, and
 fresh memory of that size costs page faults on every pass.
 
-Measured on a 2-core CPU (``benchmarks/encoders.py``) the encoder takes about 0.6 of the
-official time; outputs equal the official modules up to float rounding (tested).
+Measured on a 2-core CPU (``benchmarks/encoders.py``, ``benchmarks/tinyvit_variants.py``)
+the encoder takes 0.7 to 0.85 of the official time (the machine's drift between runs is of
+the same order); outputs equal the official modules up to float rounding (tested).
 
 Installing keeps every parameter, buffer and state-dict key: only each instance's class
 changes, to a subclass of the official one, so ``mobile_sam.pt`` keeps loading strictly.
