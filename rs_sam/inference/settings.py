@@ -19,7 +19,6 @@ from rs_sam.errors import ConfigError
 from rs_sam.inference.chip_size import capped_chip_size, check_chip_memory
 from rs_sam.inference.cluster import ClusterSpec
 from rs_sam.models.encoders.registry import ENCODERS
-from rs_sam.models.low_precision import DECODER_PRECISIONS
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
 from rs_sam.options import DEFAULT_CHIP_SIZE, PATH_KINDS, SHARED, SHARED_DEFAULTS, Command
@@ -80,16 +79,10 @@ class SharedSettings:
                 raise ConfigError(f"{name} {value} must be between 0 and 1")
         if self.batch_size < 1 or self.points_per_side < 1:
             raise ConfigError("batch size and points per side must be positive")
-        if self.skip_covered is not None and not 0.0 < self.skip_covered <= 1.0:
-            raise ConfigError(
-                f"skip_covered {self.skip_covered} must be in (0, 1], e.g. 0.9; leave it unset "
-                "to decode every grid point"
-            )
-        if self.decoder_precision not in DECODER_PRECISIONS:
-            raise ConfigError(
-                f"decoder precision {self.decoder_precision!r} is unknown; use "
-                f"{' or '.join(DECODER_PRECISIONS)}"
-            )
+        try:
+            self.proposals  # noqa: B018  # the grid's own checks: skip_covered, precision
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self.engine  # noqa: B018  # checks --cluster / --workers
 
     def _fractions(self) -> tuple[str, ...]:

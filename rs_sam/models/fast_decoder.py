@@ -190,7 +190,9 @@ def decode_points(
         return logits.to(embedding.dtype), iou.to(embedding.dtype)
     if points.shape[0] == 0:  # the official decoder fails on an empty batch
         dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand_as(embedding)
-    decoder = low_precision_copy(mask_decoder, compute)
+    decoder = (
+        mask_decoder if compute == embedding.dtype else low_precision_copy(mask_decoder, compute)
+    )
     logits, iou = _FastDecoder(
         decoder, embedding.to(compute), image_pe.to(compute), dense[:1].to(compute)
     ).run(

@@ -56,7 +56,10 @@ class ProposalSettings:
 
     def __post_init__(self) -> None:
         if self.skip_covered is not None and not 0.0 < self.skip_covered <= 1.0:
-            raise ValueError(f"skip_covered {self.skip_covered} must be in (0, 1], or None")
+            raise ValueError(
+                f"skip_covered {self.skip_covered} must be in (0, 1], e.g. 0.9; leave it unset "
+                "to decode every grid point"
+            )
         decoder_dtype(self.decoder_precision)  # a known name
 
 
