@@ -18,6 +18,7 @@ from rs_sam.data.grid import RasterGrid, check_chip_geometry
 from rs_sam.errors import ConfigError
 from rs_sam.inference.chip_size import capped_chip_size, check_chip_memory
 from rs_sam.inference.cluster import ClusterSpec
+from rs_sam.models.encoders.openvino_runtime import check_runtime
 from rs_sam.models.encoders.registry import ENCODERS
 from rs_sam.models.mask_proposals import ProposalSettings
 from rs_sam.models.recipe import ModelRecipe
@@ -63,12 +64,16 @@ class SharedSettings:
     nodata: float | None = None  # None = each file's own nodata
     lora: Path | None = None  # LoRA adapter from `rs-sam train lora` for the encoder
     merge_lora: bool = SHARED_DEFAULTS["merge_lora"]  # fold the adapter into the weights
+    encoder_runtime: str = SHARED_DEFAULTS["encoder_runtime"]  # or "openvino" (CPU)
     cluster: str | None = None  # a dask scheduler's address: chips run on its workers
     workers: int | None = None  # chips run on a local dask cluster of this many processes
 
     def __post_init__(self) -> None:
         if self.weights not in WEIGHTS_CHOICES:
             raise ConfigError(f"weights {self.weights!r} is unknown; use 'official' or 'random'")
+        spec = ENCODERS.get(self.encoder)
+        if spec is not None:  # an unknown encoder is reported where it is looked up
+            check_runtime(self.encoder_runtime, spec.name, spec.family, self.device)
         if self.chip_size is not None and self.chip_size < 32:
             raise ConfigError(f"chip size {self.chip_size} is too small; use at least 32 pixels")
         if self.chip_size is not None and self.overlap is not None:
@@ -127,6 +132,7 @@ class SharedSettings:
             lora=_as_path(self.lora),
             merge_lora=self.merge_lora,
             device=self.device,
+            encoder_runtime=self.encoder_runtime,
             head=_as_path(head),
         )
 

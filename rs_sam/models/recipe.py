@@ -1,10 +1,11 @@
 """One way to build the model of a run: a small, picklable recipe and the function that cooks it.
 
 A :class:`ModelRecipe` names everything a run's model is made of (encoder, weights,
-checkpoint, LoRA adapter and whether to merge it, device, tiny test configuration, and the
-trained head a run uses) and nothing live, so it can be sent to another process and compared
-or hashed as a cache key. :func:`build_encoder` is the only place that loads an encoder and
-applies an adapter; the trained heads are built on it in :mod:`rs_sam.models.trained`.
+checkpoint, LoRA adapter and whether to merge it, device, the encoder's runtime, tiny test
+configuration, and the trained head a run uses) and nothing live, so it can be sent to
+another process and compared or hashed as a cache key. :func:`build_encoder` is the only
+place that loads an encoder and applies an adapter and a runtime; the trained heads are built
+on it in :mod:`rs_sam.models.trained`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 
 from rs_sam.devices import resolve_device
 from rs_sam.models.encoders import FrozenEncoder, load_encoder
+from rs_sam.models.encoders.openvino_runtime import use_runtime
 from rs_sam.models.lora import adapt_encoder
 
 
@@ -30,17 +32,23 @@ class ModelRecipe:
     device: str = "auto"
     tiny: bool = False  # the reduced test configuration (random weights only)
     head: Path | None = None  # a trained head (`rs-sam train change/segment`), if the run uses one
+    encoder_runtime: str = "torch"  # or "openvino" (CPU; see encoders/openvino_runtime.py)
 
 
 def build_encoder(recipe: ModelRecipe) -> FrozenEncoder:
-    """The recipe's frozen encoder on its device, with its LoRA adapter applied."""
+    """The recipe's frozen encoder on its device, with its LoRA adapter and runtime applied.
+
+    OpenVINO runs on the CPU: with it, device "auto" means the CPU.
+    """
+    openvino = recipe.encoder_runtime == "openvino"
     encoder = load_encoder(
         recipe.encoder,
         weights=recipe.weights,
         checkpoint=recipe.checkpoint,
-        device=resolve_device(recipe.device),
+        device="cpu" if openvino and recipe.device == "auto" else resolve_device(recipe.device),
         tiny=recipe.tiny,
     )
-    return adapt_encoder(
+    encoder = adapt_encoder(
         encoder, recipe.lora, base_checkpoint=recipe.checkpoint, merge=recipe.merge_lora
     )
+    return use_runtime(encoder, recipe.encoder_runtime)

@@ -14,7 +14,7 @@ import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,14 @@ class HighResEmbedding(NamedTuple):
     high_res: tuple[Tensor, Tensor]
 
 
+class EncoderRuntime(Protocol):
+    """Runs an encoder's methods some other way than PyTorch's eager mode (e.g. OpenVINO)."""
+
+    def run(self, encoder: FrozenEncoder, method: str, x: Tensor) -> Any:
+        """What ``getattr(encoder, method)(x)`` returns."""
+        ...
+
+
 class FrozenEncoder(nn.Module, ABC):
     """A pretrained image encoder whose weights never change.
 
@@ -105,6 +113,8 @@ class FrozenEncoder(nn.Module, ABC):
         self._channels = channels
         self._embedding_dim = embedding_dim
         self.random_weights = True  # cleared once a checkpoint is loaded
+        #: How the image encoder runs (None: PyTorch); see openvino_runtime.use_runtime.
+        self.runtime: EncoderRuntime | None = None
         mean = torch.tensor(spec.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(spec.pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
@@ -220,7 +230,7 @@ class FrozenEncoder(nn.Module, ABC):
         """
         self._warn_if_random()
         with torch.no_grad():
-            return self._encode(self.preprocess(images))
+            return self._run("_encode", self.preprocess(images))
 
     def embed(self, images: Tensor) -> Tensor:
         """The SAM image embedding of RGB chips.
@@ -239,7 +249,7 @@ class FrozenEncoder(nn.Module, ABC):
             )
         self._warn_if_random()
         with torch.no_grad():
-            return self._embed(self.preprocess(images))
+            return self._run("_embed", self.preprocess(images))
 
     def embed_hq(self, images: Tensor) -> HqEmbedding:
         """The SAM embedding and the early-layer features HQ-SAM's decoder needs.
@@ -259,7 +269,7 @@ class FrozenEncoder(nn.Module, ABC):
             )
         self._warn_if_random()
         with torch.no_grad():
-            return self._embed_hq(self.preprocess(images))
+            return self._run("_embed_hq", self.preprocess(images))
 
     def embed_high_res(self, images: Tensor) -> HighResEmbedding:
         """The SAM embedding and the high-resolution features SAM 2's decoder needs.
@@ -279,7 +289,13 @@ class FrozenEncoder(nn.Module, ABC):
             )
         self._warn_if_random()
         with torch.no_grad():
-            return self._embed_high_res(self.preprocess(images))
+            return self._run("_embed_high_res", self.preprocess(images))
+
+    def _run(self, method: str, x: Tensor) -> Any:
+        """``getattr(self, method)(x)``, through the runtime when one is set."""
+        if self.runtime is None:
+            return getattr(self, method)(x)
+        return self.runtime.run(self, method, x)
 
     def _warn_if_random(self) -> None:
         if self.random_weights:
