@@ -13,6 +13,11 @@ choice, :func:`rs_sam.models.decoding.features.images_per_pass`). ``--variants``
     python benchmarks/encoders.py           # mobile_sam, sam_vit_b, sam2_hiera_tiny
     python benchmarks/encoders.py --encoders mobile_sam --variants
     python benchmarks/encoders.py --encoders sam_vit_b mobile_sam --dates
+    python benchmarks/encoders.py --encoders mobile_sam sam2_hiera_tiny --runtime openvino
+
+With ``--runtime openvino`` the encoders run through OpenVINO (``--encoder-runtime``); the
+GFLOP are counted on the torch graph, the first call (conversion, the check against torch,
+compilation: random weights are never cached) is printed apart, and no ops are listed.
 
 The timings of a shared machine drift; compare ratios (GFLOP/s over the peak) rather than
 seconds across runs.
@@ -95,6 +100,12 @@ def run_encoder(args: argparse.Namespace, name: str, variant: str) -> dict[str, 
     side = encoder.input_size
     images = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)) * 255
     built_mb = rss_mb()
+    openvino = args.runtime == "openvino"
+    gflop = _flops(lambda: encoder_features(encoder, images)) if variant == "eager" else 0.0
+    if openvino:
+        from rs_sam.models.encoders.openvino_runtime import use_runtime
+
+        use_runtime(encoder, "openvino")
     if variant == "channels_last":
         encoder = encoder.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -109,8 +120,8 @@ def run_encoder(args: argparse.Namespace, name: str, variant: str) -> dict[str, 
     run()  # warm-up (compiles with torch.compile)
     first_s = time.perf_counter() - start
     times = [_seconds(run) for _ in range(args.repeats)]
-    gflop = _flops(lambda: encoder_features(encoder, images)) if variant == "eager" else 0.0
-    top, matmul_share = _top_ops(run, args.top) if variant == "eager" else ([], 0.0)
+    profiled = variant == "eager" and not openvino
+    top, matmul_share = _top_ops(run, args.top) if profiled else ([], 0.0)
     return {
         "encoder": name, "variant": variant, "side": side, "gflop": gflop,
         "first_s": first_s, "seconds": statistics.median(times), "best_s": min(times),
@@ -168,6 +179,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=8, help="ops listed per encoder")
     parser.add_argument("--variants", action="store_true", help="channels_last, torch.compile")
     parser.add_argument("--dates", action="store_true", help="two dates batched vs one by one")
+    parser.add_argument("--runtime", choices=("torch", "openvino"), default="torch")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -186,7 +198,11 @@ def main() -> None:
     rows = [row for name in args.encoders if (row := _child(args, "encoder", name, "eager"))]
     for row in rows:
         _report(row, peak)
-    for row in rows:
+    if args.runtime == "openvino":
+        for row in rows:
+            first = row["first_s"]
+            print(f"{row['encoder']}: first call {first:.1f} s (conversion, check, compile)")
+    for row in (row for row in rows if row["top"]):
         print(f"\n{row['encoder']}: {100 * row['matmul_share']:.0f}% of self CPU time in "
               "matmul-like ops; top ops by self CPU time:")  # fmt: skip
         for key, ms, share in row["top"]:
