@@ -18,6 +18,8 @@ import torch
 from rs_sam.data.class_table import ClassTable
 from rs_sam.devices import resolve_device
 from rs_sam.errors import CheckpointError, ConfigError
+from rs_sam.models.encoders import FrozenEncoder
+from rs_sam.models.encoders.openvino_runtime import use_runtime
 from rs_sam.models.head_file import (
     HeadMetadata,
     read_head_checkpoint,
@@ -155,13 +157,34 @@ def load_segment_model(path: str | Path, *, device: torch.device) -> TrainedSegm
 
 
 def build_change_model(recipe: ModelRecipe) -> TrainedChangeModel:
-    """The recipe's trained SAM-CD head on the recipe's device."""
-    return load_change_model(_head(recipe), device=resolve_device(recipe.device))
+    """The recipe's trained SAM-CD head on the recipe's device, its encoder on its runtime."""
+    model = load_change_model(_head(recipe), device=_device(recipe))
+    _use_runtime(model.network.encoder, recipe)
+    return model
 
 
 def build_segment_model(recipe: ModelRecipe) -> TrainedSegmentModel:
-    """The recipe's trained UNetFormer on the recipe's device."""
-    return load_segment_model(_head(recipe), device=resolve_device(recipe.device))
+    """The recipe's trained UNetFormer on the recipe's device, its encoder on its runtime."""
+    model = load_segment_model(_head(recipe), device=_device(recipe))
+    _use_runtime(model.network.encoder, recipe)
+    return model
+
+
+def _device(recipe: ModelRecipe) -> torch.device:
+    if recipe.encoder_runtime == "openvino" and recipe.device == "auto":
+        return torch.device("cpu")  # OpenVINO runs on the CPU
+    return resolve_device(recipe.device)
+
+
+def _use_runtime(encoder: torch.nn.Module, recipe: ModelRecipe) -> None:
+    if recipe.encoder_runtime == "torch":
+        return
+    if not isinstance(encoder, FrozenEncoder):
+        raise ConfigError(
+            f"encoder runtime {recipe.encoder_runtime!r} runs SAM-family encoders; this "
+            "model's backbone is ResNet-18: use --encoder-runtime torch"
+        )
+    use_runtime(encoder, recipe.encoder_runtime)
 
 
 def _head(recipe: ModelRecipe) -> Path:

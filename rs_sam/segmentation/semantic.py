@@ -83,7 +83,12 @@ def segment_semantic(
     stretch = JointStretch.fit_scene(scene)
     chip_size, overlap = settings.tiling(head.chip_size, grid=scene.grid)
     windows = chip_windows(scene.grid, chip_size, overlap)
-    recipe = ModelRecipe(head.encoder, device=settings.device, head=Path(model))
+    recipe = ModelRecipe(
+        head.encoder,
+        device=settings.device,
+        head=Path(model),
+        encoder_runtime=settings.encoder_runtime,
+    )
     jobs = chip_jobs(windows, scene.source, stretch, recipe, SemanticTask())
     cache = ChipJobCache()
     cache.add_reader(scene.source, scene)

@@ -150,6 +150,36 @@ def test_detect_change_with_a_trained_model(trained, tmp_path: Path) -> None:
     assert prob.exists()
 
 
+def test_trained_model_with_the_openvino_encoder_runtime(trained, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    import rasterio
+
+    from rs_sam.models.encoders import openvino_runtime
+
+    graph_calls = []
+    real_call = openvino_runtime._Graph.__call__
+    monkeypatch.setattr(
+        openvino_runtime._Graph, "__call__", lambda g, x: graph_calls.append(1) or real_call(g, x)
+    )
+
+    _, last = trained
+    image = (texture(100, 90, seed=5) * 150 + 40).astype(np.uint8)
+    later = image.copy()
+    later[:, 30:60, 20:50] = 240
+    a = write_raster(tmp_path / "a.tif", image)
+    b = write_raster(tmp_path / "b.tif", later)
+    scores = {}
+    for runtime in ("torch", "openvino"):
+        out, prob = tmp_path / f"{runtime}.gpkg", tmp_path / f"{runtime}.tif"
+        code, text = run("detect-change", a, b, "--model", last, "-o", out, "--save-probability",
+                         prob, "--encoder-runtime", runtime, "-q")  # fmt: skip
+        assert code == 0, text
+        with rasterio.open(prob) as src:
+            scores[runtime] = src.read().astype(np.float64)
+    assert len(graph_calls) >= 2  # the check against torch, then the chips
+    assert np.abs(scores["openvino"] - scores["torch"]).max() <= 1e-3
+
+
 def test_detect_change_semantic_classes_and_latent_raster(trained, tmp_path: Path) -> None:
     _, last = trained
     image = (texture(100, 90, seed=6) * 150 + 40).astype(np.uint8)

@@ -69,8 +69,12 @@ def use_runtime(encoder: FrozenEncoder, runtime: str) -> FrozenEncoder:
     Raises:
         ConfigError, MissingDependencyError: see :func:`check_runtime`.
     """
+    if runtime == "torch":
+        if getattr(encoder, "runtime", None) is not None:
+            encoder.runtime = None
+        return encoder
     check_runtime(runtime, encoder.spec.name, encoder.spec.family, encoder.device.type)
-    encoder.runtime = OpenVinoRuntime() if runtime == "openvino" else None
+    encoder.runtime = OpenVinoRuntime()
     return encoder
 
 
@@ -133,21 +137,26 @@ class OpenVinoRuntime:
         """``getattr(encoder, method)(x)``, through OpenVINO when it matched torch."""
         key = (method, tuple(x.shape))
         if key not in self._graphs:
-            self._graphs[key] = self._prepare(encoder, method, x)
+            self._graphs[key], first = self._prepare(encoder, method, x)
+            if first is not None:  # computed by the check already
+                return first
         graph = self._graphs[key]
         if graph is None:  # differed from torch: torch for the rest of the run
             return getattr(encoder, method)(x)
         return graph(x)
 
-    def _prepare(self, encoder: FrozenEncoder, method: str, x: Tensor) -> _Graph | None:
-        """The checked graph of ``method`` at ``x``'s shape (None when it differs from torch)."""
+    def _prepare(self, encoder: FrozenEncoder, method: str, x: Tensor) -> tuple[_Graph | None, Any]:
+        """The checked graph of ``method`` at ``x``'s shape (None when it differs from torch),
+        and its output on ``x`` when the check computed it (else None)."""
         cache = None if encoder.random_weights else self._cache_path(encoder, method, x)
         if cache is not None and (cache / _MODEL_FILE).is_file():
-            return _Graph(self.ov, self.ov.Core().read_model(cache / _MODEL_FILE), method)
-        expected = _flatten(getattr(encoder, method)(x))
+            model = self.ov.Core().read_model(cache / _MODEL_FILE)
+            return _Graph(self.ov, model, method), None
+        expected = getattr(encoder, method)(x)
         model = self._convert(encoder, method, x)
         graph = _Graph(self.ov, model, method)
-        error = _relative_error(_flatten(graph(x)), expected)
+        got = graph(x)
+        error = _relative_error(_flatten(got), _flatten(expected))
         if error > TOLERANCE:
             warnings.warn(
                 f"OpenVINO's '{encoder.spec.name}' {method} differs from torch by {error:.1e} "
@@ -155,10 +164,10 @@ class OpenVinoRuntime:
                 RuntimeWarning,
                 stacklevel=4,
             )
-            return None
+            return None, expected
         if cache is not None:
             self._save(model, cache)
-        return graph
+        return graph, got
 
     def _convert(self, encoder: FrozenEncoder, method: str, x: Tensor) -> Any:
         with warnings.catch_warnings(), torch.no_grad():
