@@ -135,13 +135,17 @@ def test_evaluate_reports_metrics_and_protocol(trained, tmp_path: Path) -> None:
     assert 0.0 <= values["f1"] <= 1.0 and 0.0 <= values["mean_iou"] <= 1.0
 
 
-def test_detect_change_with_a_trained_model(trained, tmp_path: Path) -> None:
-    _, last = trained
+def _square_appears(tmp_path: Path) -> tuple[Path, Path]:
+    """A textured pair in which a bright square appears."""
     image = (texture(100, 90, seed=5) * 150 + 40).astype(np.uint8)
     later = image.copy()
     later[:, 30:60, 20:50] = 240
-    a = write_raster(tmp_path / "a.tif", image)
-    b = write_raster(tmp_path / "b.tif", later)
+    return write_raster(tmp_path / "a.tif", image), write_raster(tmp_path / "b.tif", later)
+
+
+def test_detect_change_with_a_trained_model(trained, tmp_path: Path) -> None:
+    _, last = trained
+    a, b = _square_appears(tmp_path)
     out, prob = tmp_path / "changes.gpkg", tmp_path / "p.tif"
     code, text = run("detect-change", a, b, "--model", last, "-o", out,
                      "--save-probability", prob, "-q")  # fmt: skip
@@ -161,13 +165,8 @@ def test_trained_model_with_the_openvino_encoder_runtime(trained, tmp_path, monk
     monkeypatch.setattr(
         openvino_runtime._Graph, "__call__", lambda g, x: graph_calls.append(1) or real_call(g, x)
     )
-
     _, last = trained
-    image = (texture(100, 90, seed=5) * 150 + 40).astype(np.uint8)
-    later = image.copy()
-    later[:, 30:60, 20:50] = 240
-    a = write_raster(tmp_path / "a.tif", image)
-    b = write_raster(tmp_path / "b.tif", later)
+    a, b = _square_appears(tmp_path)
     scores = {}
     for runtime in ("torch", "openvino"):
         out, prob = tmp_path / f"{runtime}.gpkg", tmp_path / f"{runtime}.tif"
