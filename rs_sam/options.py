@@ -203,7 +203,7 @@ DECODER_PRECISION = Option(
 )  # fmt: skip
 ENCODER_RUNTIME = Option(
     "encoder_runtime", "enum", "Run the image encoder with PyTorch or OpenVINO (CPU only, "
-    "rs-sam[openvino]; MobileSAM and SAM 2.1: 2-3x faster, same output within float32).",
+    "rs-sam[openvino]; MobileSAM and SAM 2.1: ~2x faster, same output within float32).",
     "Image encoder runtime (openvino: CPU, faster)", default="torch",
     choices=("torch", "openvino"), advanced=True, envvar="RS_SAM_ENCODER_RUNTIME",
 )  # fmt: skip

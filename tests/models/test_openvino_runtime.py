@@ -74,6 +74,12 @@ def test_cache_is_written_once_and_read_without_converting(tmp_path, monkeypatch
     encoder.embed(x)
     (entry,) = tmp_path.iterdir()
     assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
+    # another process caching the same model meanwhile: no warning, the entry kept
+    runtime = encoder.runtime
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runtime._save(runtime.ov.Core().read_model(entry / "model.xml"), entry)
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again instead of reading the cache")

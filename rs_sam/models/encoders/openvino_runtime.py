@@ -1,17 +1,18 @@
 """The image encoder through OpenVINO on the CPU: the optional ``openvino`` encoder runtime.
 
-OpenVINO's CPU plugin runs the frozen TinyViT (MobileSAM) and Hiera (SAM 2.1) encoders 2-3x
-faster than PyTorch on a 2-core CPU (``benchmarks/encoders.py --runtime openvino``), with
+OpenVINO's CPU plugin runs the frozen TinyViT (MobileSAM) and Hiera (SAM 2.1) encoders about
+twice as fast as PyTorch on a 2-core CPU (``benchmarks/encoders.py --runtime openvino``), with
 outputs equal to torch's within float32 rounding. For each encoder method (``_embed``,
 ``_encode``...) and input shape the torch graph is converted once, compiled in float32
 (``INFERENCE_PRECISION_HINT``: OpenVINO would otherwise compute in bfloat16 on CPUs that
 have it), checked against torch on its first input, and then used for the rest of the run.
 
-Converting takes seconds (MobileSAM ~8 s, Hiera-T ~16 s on 2 cores), so converted models
-of official or fine-tuned weights are cached in ``$RS_SAM_HOME/openvino/<key>/``, the key
-hashing the weights' bytes, the method, the input shape and the versions of rs-sam, torch
-and OpenVINO; a later run only compiles (~0.3 s for MobileSAM). Random weights are never
-cached. A cached model was checked when it was written and is not checked again.
+Converting takes seconds (MobileSAM ~8 s, Hiera-T ~16 s on 2 cores, plus the check), so
+converted models of official or fine-tuned weights are cached in
+``$RS_SAM_HOME/openvino/<key>/``, the key hashing the weights' bytes, the method, the input
+shape and the versions of rs-sam, torch and OpenVINO; a later run only compiles (~0.3 s for
+MobileSAM). Random weights are never cached. A cached model was checked when it was
+written and is not checked again.
 
 A converted graph whose output differs from torch's beyond ``TOLERANCE`` is never used: a
 warning, and torch runs that method for the rest of the run. SAM's ViT encoders are not
@@ -25,6 +26,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -132,14 +134,16 @@ class OpenVinoRuntime:
         self.cache_dir = cache_dir if cache_dir is not None else rs_sam_home() / "openvino"
         self._graphs: dict[tuple[str, tuple[int, ...]], _Graph | None] = {}
         self._weights_digest: str | None = None
+        self._lock = threading.Lock()
 
     def run(self, encoder: FrozenEncoder, method: str, x: Tensor) -> Any:
         """``getattr(encoder, method)(x)``, through OpenVINO when it matched torch."""
         key = (method, tuple(x.shape))
-        if key not in self._graphs:
-            self._graphs[key], first = self._prepare(encoder, method, x)
-            if first is not None:  # computed by the check already
-                return first
+        with self._lock:  # worker threads: one conversion per graph
+            if key not in self._graphs:
+                self._graphs[key], first = self._prepare(encoder, method, x)
+                if first is not None:  # computed by the check already
+                    return first
         graph = self._graphs[key]
         if graph is None:  # differed from torch: torch for the rest of the run
             return getattr(encoder, method)(x)
@@ -202,6 +206,8 @@ class OpenVinoRuntime:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError as error:  # a read-only or full cache costs speed, not the run
+            if (cache / _MODEL_FILE).is_file():
+                return  # another process cached it first
             warnings.warn(
                 f"could not cache the OpenVINO model in {cache.parent}: {error}", stacklevel=5
             )
@@ -215,11 +221,15 @@ class _Graph:
         self.request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
         self.outputs = len(model.outputs)
         self.rebuild = _rebuild(method, self.outputs)
+        self.lock = threading.Lock()  # one request: one inference at a time (worker threads)
 
     def __call__(self, x: Tensor) -> Any:
-        self.request.infer({0: x.detach().to("cpu", torch.float32).contiguous().numpy()})
-        # the request reuses its output memory: copy out
-        out = [torch.tensor(self.request.get_output_tensor(i).data) for i in range(self.outputs)]
+        with self.lock:
+            self.request.infer({0: x.detach().to("cpu", torch.float32).contiguous().numpy()})
+            # the request reuses its output memory: copy out
+            out = [
+                torch.tensor(self.request.get_output_tensor(i).data) for i in range(self.outputs)
+            ]
         return self.rebuild(out)
 
 
