@@ -65,6 +65,17 @@ def test_sam2_high_res_equals_torch(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.RandomWeightsWarning")
+def test_hq_sam_tiny_features_equal_torch(tmp_path):
+    encoder = tiny("sam_hq_vit_tiny")
+    x = chips(encoder)
+    expected = encoder.embed_hq(x)
+    encoder.runtime = ovr.OpenVinoRuntime(cache_dir=tmp_path)
+    got = encoder.embed_hq(x)
+    assert_close(got.embedding, expected.embedding)
+    assert_close(got.interm, expected.interm)
+
+
+@pytest.mark.filterwarnings("ignore::rs_sam.models.encoders.RandomWeightsWarning")
 def test_cache_is_written_once_and_read_without_converting(tmp_path, monkeypatch):
     encoder = tiny("mobile_sam")
     encoder.random_weights = False  # as if official: cacheable
