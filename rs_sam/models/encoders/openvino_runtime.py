@@ -16,7 +16,8 @@ written and is not checked again.
 
 A converted graph whose output differs from torch's beyond ``TOLERANCE`` is never used: a
 warning, and torch runs that method for the rest of the run. SAM's ViT encoders are not
-offered: their converted graphs differed from torch by ~1 % (measured on ``sam_vit_b``).
+offered: ``sam_vit_b`` converted whole differed from torch by 0.8 % (its parts converted
+apart matched to 2e-6).
 """
 
 from __future__ import annotations
