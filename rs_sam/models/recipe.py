@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from rs_sam.devices import resolve_device
 from rs_sam.models.encoders import FrozenEncoder, load_encoder
 from rs_sam.models.encoders.openvino_runtime import use_runtime
@@ -34,18 +36,20 @@ class ModelRecipe:
     head: Path | None = None  # a trained head (`rs-sam train change/segment`), if the run uses one
     encoder_runtime: str = "torch"  # or "openvino" (CPU; see encoders/openvino_runtime.py)
 
+    def resolved_device(self) -> torch.device:
+        """Where the model runs: ``device`` resolved; "auto" is the CPU with OpenVINO."""
+        if self.encoder_runtime == "openvino" and self.device == "auto":
+            return torch.device("cpu")
+        return resolve_device(self.device)
+
 
 def build_encoder(recipe: ModelRecipe) -> FrozenEncoder:
-    """The recipe's frozen encoder on its device, with its LoRA adapter and runtime applied.
-
-    OpenVINO runs on the CPU: with it, device "auto" means the CPU.
-    """
-    openvino = recipe.encoder_runtime == "openvino"
+    """The recipe's frozen encoder on its device, with its LoRA adapter and runtime applied."""
     encoder = load_encoder(
         recipe.encoder,
         weights=recipe.weights,
         checkpoint=recipe.checkpoint,
-        device="cpu" if openvino and recipe.device == "auto" else resolve_device(recipe.device),
+        device=recipe.resolved_device(),
         tiny=recipe.tiny,
     )
     encoder = adapt_encoder(

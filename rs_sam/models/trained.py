@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from rs_sam.data.class_table import ClassTable
-from rs_sam.devices import resolve_device
 from rs_sam.errors import CheckpointError, ConfigError
 from rs_sam.models.encoders import FrozenEncoder
 from rs_sam.models.encoders.openvino_runtime import use_runtime
@@ -158,22 +157,16 @@ def load_segment_model(path: str | Path, *, device: torch.device) -> TrainedSegm
 
 def build_change_model(recipe: ModelRecipe) -> TrainedChangeModel:
     """The recipe's trained SAM-CD head on the recipe's device, its encoder on its runtime."""
-    model = load_change_model(_head(recipe), device=_device(recipe))
+    model = load_change_model(_head(recipe), device=recipe.resolved_device())
     _use_runtime(model.network.encoder, recipe)
     return model
 
 
 def build_segment_model(recipe: ModelRecipe) -> TrainedSegmentModel:
     """The recipe's trained UNetFormer on the recipe's device, its encoder on its runtime."""
-    model = load_segment_model(_head(recipe), device=_device(recipe))
+    model = load_segment_model(_head(recipe), device=recipe.resolved_device())
     _use_runtime(model.network.encoder, recipe)
     return model
-
-
-def _device(recipe: ModelRecipe) -> torch.device:
-    if recipe.encoder_runtime == "openvino" and recipe.device == "auto":
-        return torch.device("cpu")  # OpenVINO runs on the CPU
-    return resolve_device(recipe.device)
 
 
 def _use_runtime(encoder: torch.nn.Module, recipe: ModelRecipe) -> None:
